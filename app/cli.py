@@ -1,0 +1,211 @@
+"""The `clientele` command: serve, migrate, workspace and key administration, OpenAPI export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.core.config import get_settings
+
+app = typer.Typer(help="Clientele: customer data platform.", no_args_is_help=True, pretty_exceptions_enable=False)
+workspace_app = typer.Typer(help="Create and list workspaces.", no_args_is_help=True)
+key_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(key_app, name="key")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _database_url(migrate: bool = True) -> str:
+    """Resolve the database (starting the embedded server if needed) and bring it to head."""
+    from app.core import migrations
+    from app.core.db import resolve_database_url
+
+    url = resolve_database_url(get_settings())
+    if migrate:
+        migrations.upgrade(url)
+    return url
+
+
+def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
+    from app.core.db import Database, create_engine, standalone_session
+
+    url = _database_url()
+
+    async def runner() -> T:
+        db = Database(create_engine(url, get_settings()))
+        try:
+            async with standalone_session(db) as session:
+                return await fn(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(runner())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (CLIENTELE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (CLIENTELE_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (CLIENTELE_WORKERS).")] = None,
+) -> None:
+    """Migrate the database and serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = get_settings()
+    url = _database_url()
+    # Workers are separate processes: hand them the resolved URL so they share one server.
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    where = "embedded PostgreSQL in " + str(settings.pgdata_dir) if not settings.database_url else "DATABASE_URL"
+    err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port} ({where})")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending migration (alembic upgrade head)."""
+    _database_url(migrate=True)
+    err_console.print("database is at head")
+
+
+@app.command()
+def openapi(output: Annotated[Path, typer.Option(help="Where to write the document.")] = ROOT / "openapi" / "openapi.json") -> None:
+    """Export the OpenAPI document (the committed contract)."""
+    from app.main import create_app
+
+    document = create_app().openapi()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    err_console.print(f"wrote {output}")
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+) -> None:
+    """Create a workspace with one write key and one admin secret key (shown once)."""
+    from app.workspaces import service
+
+    created = _run_with_session(lambda s: service.create_workspace(s, name=name))
+    out = {"workspace_id": str(created.workspace.id), "write_key": created.write_key, "secret_key": created.secret_key}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console.print(f"workspace [bold]{name}[/] {out['workspace_id']}")
+    console.print(f"write key  (ingest only, shown once): {out['write_key']}")
+    console.print(f"secret key (admin scope, shown once): {out['secret_key']}")
+
+
+@workspace_app.command("list")
+def workspace_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List workspaces."""
+    from app.workspaces import service
+
+    rows = _run_with_session(service.list_workspaces)
+    if as_json:
+        typer.echo(json.dumps([{"id": str(w.id), "name": w.name, "created_at": w.created_at.isoformat()} for w in rows]))
+        return
+    table = Table("id", "name", "created")
+    for w in rows:
+        table.add_row(str(w.id), w.name, w.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+WorkspaceOpt = Annotated[uuid.UUID, typer.Option("--workspace", "-w", help="Workspace id.")]
+
+
+@key_app.command("create")
+def key_create(
+    workspace: WorkspaceOpt,
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    kind: Annotated[str, typer.Option(help="write (ingest only) or secret.")] = "secret",
+    scope: Annotated[list[str] | None, typer.Option(help="Scope of a secret key: read, write, admin (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API key (shown once)."""
+    from app.core.auth import Scope
+    from app.workspaces import service
+
+    if kind not in ("write", "secret"):
+        raise typer.BadParameter("kind must be write or secret", param_hint="--kind")
+    try:
+        scopes = [Scope(s) for s in (scope or ["read"])]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+
+    async def run(session: Any):
+        await service.get_workspace(session, workspace_id=workspace)
+        return await service.create_key(session, workspace_id=workspace, name=name, kind=kind, scopes=scopes)
+
+    created = _run_with_session(run)
+    if as_json:
+        typer.echo(json.dumps({"id": str(created.key.id), "kind": kind, "scopes": created.key.scopes, "key": created.secret}))
+        return
+    console.print(f"{kind} key {created.key.id} scopes={created.key.scopes}")
+    console.print(f"key (shown once): {created.secret}")
+
+
+@key_app.command("list")
+def key_list(workspace: WorkspaceOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List a workspace's keys (prefix and metadata only)."""
+    from app.workspaces import service
+
+    keys = _run_with_session(lambda s: service.list_keys(s, workspace_id=workspace))
+    rows = [
+        {"id": str(k.id), "name": k.name, "kind": k.kind, "prefix": k.prefix, "scopes": k.scopes,
+         "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+        for k in keys
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("id", "name", "kind", "prefix", "scopes", "revoked")
+    for r in rows:
+        table.add_row(r["id"], r["name"], r["kind"], r["prefix"] + "…", ",".join(r["scopes"]), r["revoked_at"] or "")
+    console.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: uuid.UUID, workspace: WorkspaceOpt) -> None:
+    """Revoke a key immediately."""
+    from app.core.errors import NotFound
+    from app.workspaces import service
+
+    try:
+        _run_with_session(lambda s: service.revoke_key(s, workspace_id=workspace, key_id=key_id))
+    except NotFound as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""API keys.
+
+- Write keys only ingest (they are the Segment write key: HTTP Basic username, empty password,
+  or `writeKey` in the JSON body). They are public by nature: they ship inside web pages.
+- Secret keys carry scopes and are sent as `Authorization: Bearer <key>` to everything else.
+  Scopes nest: `admin` includes `write`, `write` includes `read`.
+- The instance admin token (CLIENTELE_ADMIN_TOKEN) only creates workspaces.
+
+Keys are shown once, stored as SHA-256 hashes, and resolved with one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import SessionDep
+from app.core.errors import Forbidden, Unauthorized
+
+
+class Scope(StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+_IMPLIED = {Scope.read: {Scope.read}, Scope.write: {Scope.read, Scope.write}, Scope.admin: set(Scope)}
+
+WRITE_KEY_PREFIX = "cl_wk_"
+SECRET_KEY_PREFIX = "cl_sk_"
+DISPLAY_PREFIX_LEN = 12
+
+
+def generate_key(kind: str) -> str:
+    return (WRITE_KEY_PREFIX if kind == "write" else SECRET_KEY_PREFIX) + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def expand_scopes(scopes: list[str]) -> set[str]:
+    out: set[str] = set()
+    for s in scopes:
+        out |= {str(x) for x in _IMPLIED.get(Scope(s), set())}
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    workspace_id: uuid.UUID
+    key_id: uuid.UUID
+    kind: str
+    scopes: frozenset[str]
+
+
+async def resolve_key(session: AsyncSession, key: str) -> Principal | None:
+    from app.workspaces.models import ApiKey
+
+    row = (
+        await session.execute(
+            sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, ApiKey.scopes).where(
+                ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return Principal(workspace_id=row.workspace_id, key_id=row.id, kind=row.kind, scopes=frozenset(expand_scopes(row.scopes)))
+
+
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="clientele"'}
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="clientele"'}
+
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="secretKey", description="A secret key: `Authorization: Bearer cl_sk_...`")
+_instance_bearer = HTTPBearer(
+    auto_error=False, scheme_name="instanceAdminToken", description="The instance admin token (CLIENTELE_ADMIN_TOKEN)."
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None and credentials.credentials.strip():
+        return credentials.credentials.strip()
+    header = request.headers.get("authorization")
+    if header:
+        raise Unauthorized("Use `Authorization: Bearer <secret key>`.", headers=_BEARER_CHALLENGE)
+    return None
+
+
+def basic_username(request: Request) -> str | None:
+    """The username of HTTP Basic auth (Segment sends the write key there), if any."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("The Basic authorization header is not valid base64.", headers=_BASIC_CHALLENGE) from None
+    return decoded.partition(":")[0] or None
+
+
+def require_scope(scope: Scope):
+    async def dependency(request: Request, session: SessionDep, credentials: BearerCredentials) -> Principal:
+        token = _bearer_token(request, credentials)
+        if token is None:
+            raise Unauthorized("A secret key is required: `Authorization: Bearer <secret key>`.", headers=_BEARER_CHALLENGE)
+        if token.startswith(WRITE_KEY_PREFIX):
+            raise Forbidden("Write keys can only send data to the ingest endpoints; use a secret key.")
+        principal = await resolve_key(session, token)
+        if principal is None or principal.kind != "secret":
+            raise Unauthorized("The API key is unknown or revoked.", headers=_BEARER_CHALLENGE)
+        if scope not in principal.scopes:
+            raise Forbidden(f"This key lacks the `{scope}` scope.")
+        return principal
+
+    return dependency
+
+
+ReadPrincipal = Annotated[Principal, Depends(require_scope(Scope.read))]
+WritePrincipal = Annotated[Principal, Depends(require_scope(Scope.write))]
+AdminPrincipal = Annotated[Principal, Depends(require_scope(Scope.admin))]
+
+
+async def require_instance_admin(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_instance_bearer)]
+) -> None:
+    token = _bearer_token(request, credentials)
+    if token is None:
+        raise Unauthorized("The instance admin token is required.", headers=_BEARER_CHALLENGE)
+    expected = request.app.state.settings.admin_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("The instance admin token is wrong.", headers=_BEARER_CHALLENGE)
+
+
+InstanceAdmin = Annotated[None, Depends(require_instance_admin)]

@@ -1,0 +1,80 @@
+"""Settings: one class, every field an environment variable with the CLIENTELE_ prefix.
+
+`DATABASE_URL` is read without the prefix too, because that is what every platform sets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ADMIN_TOKEN = "changethis"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLIENTELE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes for `clientele serve`")
+    data_dir: Path = Field(
+        default=Path(".clientele"),
+        description="Where the embedded PostgreSQL keeps its data when DATABASE_URL is unset.",
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CLIENTELE_DATABASE_URL")
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    admin_token: SecretStr = Field(
+        default=SecretStr(DEFAULT_ADMIN_TOKEN),
+        description="Instance administrator token: creates workspaces over the API.",
+    )
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Request size limits (bytes). Ingest limits follow Segment's documented HTTP API limits.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ingest_max_message_bytes: int = Field(default=32 * 1024, ge=1024)
+    ingest_max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
+    ingest_max_batch_messages: int = Field(default=2500, ge=1)
+    import_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+
+    # Throttling of the ingest endpoints (429 + Retry-After).
+    ingest_max_concurrency: int = Field(
+        default=32, ge=1, description="Ingest requests in flight per process before 429."
+    )
+    ingest_rate_limit_per_second: float = Field(
+        default=0, ge=0, description="Messages/s per workspace and process; 0 disables it."
+    )
+    ingest_future_tolerance_seconds: int = Field(
+        default=300, ge=0, description="Timestamps further than this in the future are clamped."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.env == "production" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
+            raise ValueError(
+                "CLIENTELE_ADMIN_TOKEN still has its development default; set a strong secret "
+                "before running with CLIENTELE_ENV=production"
+            )
+        return self
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve() / "pgdata"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

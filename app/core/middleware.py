@@ -1,0 +1,147 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs too much on the ingest path).
+
+- RequestContextMiddleware: X-Request-ID in and out, access log, Prometheus metrics, and the
+  last line of defence that turns an unexpected exception into a 500 problem.
+- BodySizeLimitMiddleware: 413 problem for bodies over the limit of their route, whether the
+  size is announced by Content-Length or only discovered while streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PayloadTooLarge, problem_response
+from app.core.logging import reset_request_id, set_request_id
+
+log = logging.getLogger("clientele.access")
+
+REQUESTS = Counter(
+    "clientele_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "clientele_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = set_request_id(request_id)
+        status = 500
+        started = False
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            if not started:
+                response = problem_response(
+                    status=500,
+                    code="internal_error",
+                    title="Internal Server Error",
+                    detail="An unexpected error occurred. Quote the request id when reporting it.",
+                    instance=scope.get("path"),
+                )
+                await response(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - t0
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            REQUESTS.labels(method, route_path, str(status)).inc()
+            LATENCY.labels(method, route_path).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope.get("path"),
+                    "route": route_path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            reset_request_id(token)
+
+
+class _BodyTooLarge(PayloadTooLarge):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """`limits` maps a path prefix to its byte limit; the first matching prefix wins."""
+
+    def __init__(self, app: ASGIApp, *, default: int, limits: Sequence[tuple[str, Callable[[], int] | int]] = ()) -> None:
+        self.app = app
+        self.default = default
+        self.limits = list(limits)
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.limits:
+            if path.startswith(prefix):
+                return limit() if callable(limit) else limit
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope.get("path", ""))
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > limit:
+                    await problem_response(
+                        status=413, code="payload_too_large", title="Payload Too Large",
+                        detail=f"The request body has {declared} bytes; this endpoint accepts at most {limit}.",
+                        instance=scope.get("path"),
+                    )(scope, receive, send)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(f"The request body exceeds the limit of {limit} bytes for this endpoint.")
+            return message
+
+        await self.app(scope, limited_receive, send)

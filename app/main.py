@@ -1,0 +1,101 @@
+"""The ASGI application: `create_app()` (uvicorn --factory app.main:create_app)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from app import api
+from app.core.config import Settings, get_settings
+from app.core.db import Database, aresolve_database_url, create_engine
+from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+
+DESCRIPTION = """\
+Clientele is an open-source customer data platform for database marketing: it collects
+Segment-compatible tracking calls and bulk imports, keeps one clean profile per person, and
+serves them to marketers.
+
+Authentication: ingest endpoints take a **write key** (HTTP Basic username, empty password, or
+`writeKey` in the body); everything else takes a **secret key** as `Authorization: Bearer`.
+Every error is an RFC 9457 `application/problem+json` document.
+"""
+
+
+def operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    owns_db = getattr(app.state, "db", None) is None
+    if owns_db:
+        url = await aresolve_database_url(settings)
+        app.state.db = Database(create_engine(url, settings))
+    try:
+        yield
+    finally:
+        if owns_db:
+            await app.state.db.dispose()
+            app.state.db = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = FastAPI(
+        title="Clientele",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.db = None
+    install_error_handlers(app)
+    app.include_router(api.root)
+    app.include_router(api.v1)
+
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default=settings.max_body_bytes,
+        limits=[("/v1/imports/", settings.import_max_bytes)],
+    )
+    app.add_middleware(RequestContextMiddleware)  # outermost: sees every response
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _problem_validation_responses(schema)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def _problem_validation_responses(schema: dict[str, Any]) -> None:
+    """FastAPI documents 422 as its own HTTPValidationError; ours is a Problem. Say so."""
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            resp = op.get("responses", {})
+            if "422" in resp:
+                resp["422"] = {
+                    "description": "Validation error: `errors` holds the JSON pointer of each bad field.",
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}},
+                }
+            for code, r in resp.items():
+                if code.startswith(("4", "5")) and "content" in r:
+                    r["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}}
+    comps = schema.get("components", {}).get("schemas", {})
+    comps.pop("HTTPValidationError", None)
+    comps.pop("ValidationError", None)

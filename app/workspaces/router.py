@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.core.auth import AdminPrincipal, InstanceAdmin, ReadPrincipal
+from app.core.db import SessionDep
+from app.core.errors import responses
+from app.workspaces import service
+from app.workspaces.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    WorkspaceCreate,
+    WorkspaceCreated,
+    WorkspacePublic,
+)
+
+router = APIRouter(tags=["workspaces"])
+
+
+@router.post(
+    "/workspaces",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WorkspaceCreated,
+    responses=responses(401, 422),
+    summary="Create a workspace with a write key and an admin secret key",
+)
+async def create_workspace(body: WorkspaceCreate, session: SessionDep, _: InstanceAdmin) -> WorkspaceCreated:
+    """Needs the instance admin token (`CLIENTELE_ADMIN_TOKEN`) as the Bearer token."""
+    created = await service.create_workspace(session, name=body.name)
+    return WorkspaceCreated(
+        workspace=WorkspacePublic.model_validate(created.workspace),
+        write_key=created.write_key,
+        secret_key=created.secret_key,
+    )
+
+
+@router.get("/workspace", response_model=WorkspacePublic, responses=responses(401, 403), summary="The key's workspace")
+async def get_current_workspace(session: SessionDep, principal: ReadPrincipal) -> WorkspacePublic:
+    workspace = await service.get_workspace(session, workspace_id=principal.workspace_id)
+    return WorkspacePublic.model_validate(workspace)
+
+
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=responses(401, 403, 422),
+    summary="Create an API key",
+)
+async def create_key(body: ApiKeyCreate, session: SessionDep, principal: AdminPrincipal) -> ApiKeyCreated:
+    created = await service.create_key(
+        session, workspace_id=principal.workspace_id, name=body.name, kind=body.kind, scopes=list(body.scopes)
+    )
+    return ApiKeyCreated(**ApiKeyPublic.model_validate(created.key).model_dump(), key=created.secret)
+
+
+@router.get("/keys", response_model=list[ApiKeyPublic], responses=responses(401, 403), summary="List API keys")
+async def list_keys(session: SessionDep, principal: AdminPrincipal) -> list[ApiKeyPublic]:
+    keys = await service.list_keys(session, workspace_id=principal.workspace_id)
+    return [ApiKeyPublic.model_validate(k) for k in keys]
+
+
+@router.delete(
+    "/keys/{key_id}", response_model=ApiKeyPublic, responses=responses(401, 403, 404), summary="Revoke an API key"
+)
+async def revoke_key(key_id: uuid.UUID, session: SessionDep, principal: AdminPrincipal) -> ApiKeyPublic:
+    """Revoking is immediate and cannot be undone; the key stays listed with `revoked_at`."""
+    key = await service.revoke_key(session, workspace_id=principal.workspace_id, key_id=key_id)
+    return ApiKeyPublic.model_validate(key)

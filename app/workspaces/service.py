@@ -1,0 +1,69 @@
+"""Workspaces and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.auth import DISPLAY_PREFIX_LEN, Scope, generate_key, hash_key
+from app.core.errors import NotFound
+from app.workspaces import repository
+from app.workspaces.models import ApiKey, Workspace
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True)
+class CreatedWorkspace:
+    workspace: Workspace
+    write_key: str
+    secret_key: str
+
+
+async def create_key(
+    session: AsyncSession, *, workspace_id: uuid.UUID, name: str, kind: str, scopes: list[str] | None = None
+) -> CreatedKey:
+    secret = generate_key(kind)
+    scope_values = sorted({str(Scope(s)) for s in (scopes or [Scope.read])}) if kind == "secret" else []
+    row = ApiKey(
+        workspace_id=workspace_id, kind=kind, name=name, prefix=secret[:DISPLAY_PREFIX_LEN],
+        key_hash=hash_key(secret), scopes=scope_values,
+    )
+    return CreatedKey(key=await repository.insert_key(session, row), secret=secret)
+
+
+async def create_workspace(session: AsyncSession, *, name: str) -> CreatedWorkspace:
+    workspace = await repository.insert_workspace(session, Workspace(name=name))
+    write = await create_key(session, workspace_id=workspace.id, name="default write key", kind="write")
+    admin = await create_key(
+        session, workspace_id=workspace.id, name="default admin key", kind="secret", scopes=[Scope.admin]
+    )
+    return CreatedWorkspace(workspace=workspace, write_key=write.secret, secret_key=admin.secret)
+
+
+async def get_workspace(session: AsyncSession, *, workspace_id: uuid.UUID) -> Workspace:
+    workspace = await repository.get_workspace(session, workspace_id)
+    if workspace is None:
+        raise NotFound(f"No workspace with id {workspace_id}.")
+    return workspace
+
+
+async def list_workspaces(session: AsyncSession) -> list[Workspace]:
+    return await repository.list_workspaces(session)
+
+
+async def list_keys(session: AsyncSession, *, workspace_id: uuid.UUID) -> list[ApiKey]:
+    return await repository.list_keys(session, workspace_id)
+
+
+async def revoke_key(session: AsyncSession, *, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    key = await repository.revoke_key(session, workspace_id, key_id)
+    if key is None:
+        raise NotFound(f"No API key with id {key_id} in this workspace.")
+    return key
