@@ -2,11 +2,17 @@
 
 from fastapi import APIRouter
 
+from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.ingest.router import router as ingest_router
+from app.profiles.router import router as profiles_router
 from app.workspaces.router import router as workspaces_router
 
 v1 = APIRouter(prefix="/v1")
 v1.include_router(workspaces_router)
+v1.include_router(ingest_router)
+v1.include_router(events_router)
+v1.include_router(profiles_router)
 
 root = APIRouter()
 root.include_router(health_router)

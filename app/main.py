@@ -16,6 +16,8 @@ from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.ingest.schemas import EXTRA_SCHEMAS
+from app.ingest.throttle import IngestGate
 
 DESCRIPTION = """\
 Clientele is an open-source customer data platform for database marketing: it collects
@@ -63,10 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.root)
     app.include_router(api.v1)
 
+    app.state.ingest_gate = IngestGate(
+        max_concurrency=settings.ingest_max_concurrency, rate_per_second=settings.ingest_rate_limit_per_second
+    )
+    single = settings.ingest_max_message_bytes
     app.add_middleware(
         BodySizeLimitMiddleware,
         default=settings.max_body_bytes,
-        limits=[("/v1/imports/", settings.import_max_bytes)],
+        limits=[
+            ("/v1/imports/", settings.import_max_bytes),
+            ("/v1/batch", settings.ingest_max_batch_bytes),
+            *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
+        ],
     )
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every response
 
@@ -75,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _problem_validation_responses(schema)
+        _add_schemas(schema, EXTRA_SCHEMAS)
         app.openapi_schema = schema
         return schema
 
@@ -99,3 +110,13 @@ def _problem_validation_responses(schema: dict[str, Any]) -> None:
     comps = schema.get("components", {}).get("schemas", {})
     comps.pop("HTTPValidationError", None)
     comps.pop("ValidationError", None)
+
+
+def _add_schemas(schema: dict[str, Any], models: Any) -> None:
+    """Components for bodies that handlers parse themselves (documented, not validated by FastAPI)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in generated.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = generated

@@ -19,11 +19,11 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import SessionDep
@@ -150,3 +150,43 @@ async def require_instance_admin(
 
 
 InstanceAdmin = Annotated[None, Depends(require_instance_admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteKeyPrincipal:
+    workspace_id: uuid.UUID
+    key_id: uuid.UUID
+    workspace_settings: dict
+
+
+_basic = HTTPBasic(auto_error=False, scheme_name="writeKey", description="The write key as username, empty password.")
+BasicCredentials = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
+
+
+async def authenticate_write_key(
+    session: AsyncSession, request: Request, body_write_key: Any = None
+) -> WriteKeyPrincipal:
+    """Ingest auth: the write key as HTTP Basic username, or `writeKey` in the JSON body."""
+    from app.workspaces.models import ApiKey, Workspace
+
+    header = request.headers.get("authorization", "")
+    scheme = header.partition(" ")[0].lower()
+    if scheme == "bearer":
+        raise Forbidden("Secret keys cannot send data; use the workspace's write key as the HTTP Basic username.")
+    key = basic_username(request) if scheme == "basic" else None
+    if key is None and isinstance(body_write_key, str) and body_write_key:
+        key = body_write_key
+    if not key:
+        raise Unauthorized("A write key is required: HTTP Basic username, or `writeKey` in the body.", headers=_BASIC_CHALLENGE)
+    if key.startswith(SECRET_KEY_PREFIX):
+        raise Forbidden("Secret keys cannot send data; use the workspace's write key.")
+    row = (
+        await session.execute(
+            sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, Workspace.settings)
+            .join(Workspace, Workspace.id == ApiKey.workspace_id)
+            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None or row.kind != "write":
+        raise Unauthorized("The write key is unknown or revoked.", headers=_BASIC_CHALLENGE)
+    return WriteKeyPrincipal(workspace_id=row.workspace_id, key_id=row.id, workspace_settings=row.settings or {})

@@ -163,3 +163,14 @@ async def standalone_session(db: Database) -> AsyncIterator[AsyncSession]:
     async with db.session() as session:
         async with session.begin():
             yield session
+
+
+async def raw_connection(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, inside the session's transaction.
+
+    Bulk paths (ingest, imports) use it for multi-row statements over arrays (`unnest`), which
+    skip SQLAlchemy's per-row parameter processing. Values are still bound parameters.
+    """
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection

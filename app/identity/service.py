@@ -1,0 +1,445 @@
+"""Identity resolution: which profile does each message belong to?
+
+Rules (simplest correct linking; see docs/IDENTITY.md):
+- an identifier (type, normalised value) maps to exactly one profile of its workspace;
+- the identifiers of one message belong to one person: a message with a known identifier
+  attaches to its profile, new identifiers join it, and identifiers of two profiles merge them;
+- unless that would give a profile more values of a type than the workspace allows (one
+  user_id by default): then nothing merges, the message stays with its highest-priority
+  identifier's profile, and the conflict is recorded.
+
+Concurrency: every ingest transaction holds a shared advisory lock on its workspace; merges
+need the exclusive one, so a batch that discovers it must merge is retried with it. Two
+batches creating the same identifier race on the identity primary key: the loser sees fewer
+rows come back from `INSERT ... ON CONFLICT DO NOTHING RETURNING` and retries, now seeing the
+winner's row. Either way every person ends with one profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.core.ids import uuid7
+from app.identity.normalize import IdentitySettings
+
+LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from others'
+
+
+class RetryBatch(Exception):
+    """The batch lost a race (or needs the exclusive lock); roll back and run it again."""
+
+    def __init__(self, reason: str, *, exclusive: bool = False) -> None:
+        super().__init__(reason)
+        self.exclusive = exclusive
+
+
+def identity_settings_from(workspace_settings: Mapping[str, Any] | None) -> IdentitySettings:
+    raw = dict((workspace_settings or {}).get("identity") or {})
+    base = IdentitySettings()
+    kwargs: dict[str, Any] = {}
+    if "default_region" in raw:
+        kwargs["default_region"] = str(raw["default_region"]).upper()
+    if "blocked_values" in raw:
+        kwargs["blocked_values"] = frozenset(str(v).strip().casefold() for v in raw["blocked_values"]) | base.blocked_values
+    if "limits" in raw:
+        kwargs["limits"] = {**dict(base.limits), **{str(k): int(v) for k, v in raw["limits"].items()}}
+    if "priority" in raw:
+        kwargs["priority"] = tuple(str(t) for t in raw["priority"])
+    return dataclasses.replace(base, **kwargs) if kwargs else base
+
+
+def limit_for(settings: IdentitySettings, type_: str) -> int:
+    return int(settings.limits.get(type_, settings.default_limit))
+
+
+def priority_rank(settings: IdentitySettings, type_: str) -> int:
+    try:
+        return settings.priority.index(type_)
+    except ValueError:
+        return len(settings.priority)
+
+
+async def lock_workspace(conn: Any, workspace_id: uuid.UUID, *, exclusive: bool) -> None:
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"SELECT {fn}($1, hashtext($2::text))", LOCK_NAMESPACE, str(workspace_id))
+
+
+@dataclass(slots=True)
+class LinkRequest:
+    """What one message asserts: these identifiers are one person."""
+
+    index: int
+    message_id: str
+    rule: str  # identify, alias, track... (the message type), recorded on merges
+    keys: list[tuple[str, str, str]]  # (type, value, raw), already normalised
+    alias_previous: str | None = None  # alias previousId: a user_id or an anonymous_id
+
+
+@dataclass(slots=True)
+class _Component:
+    profiles: set[uuid.UUID] = field(default_factory=set)
+    values: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    has_message: bool = False
+
+
+@dataclass(slots=True)
+class Resolution:
+    profile_of: dict[int, uuid.UUID]
+    new_profiles: list[uuid.UUID]
+    merges: int
+    conflicts: int
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+        self.state: dict[Any, _Component] = {}
+
+    def add(self, node: Any) -> None:
+        if node not in self.parent:
+            self.parent[node] = node
+            self.state[node] = _Component()
+
+    def find(self, node: Any) -> Any:
+        root = node
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:  # path compression
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def union(self, a: Any, b: Any) -> Any:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        sa, sb = self.state[ra], self.state[rb]
+        self.parent[rb] = ra
+        sa.profiles |= sb.profiles
+        for t, vals in sb.values.items():
+            sa.values[t] |= vals
+        sa.has_message |= sb.has_message
+        del self.state[rb]
+        return ra
+
+
+async def resolve(
+    conn: Any,
+    *,
+    workspace_id: uuid.UUID,
+    requests: Sequence[LinkRequest],
+    settings: IdentitySettings,
+    exclusive: bool,
+) -> Resolution:
+    """Map every request to a profile, creating profiles and identities and merging as needed."""
+    # 1. Which of the identifiers do we already know? (alias previousId may be either type)
+    lookup: set[tuple[str, str]] = set()
+    for req in requests:
+        lookup.update((t, v) for t, v, _ in req.keys)
+        if req.alias_previous is not None:
+            lookup.add(("user_id", req.alias_previous))
+            lookup.add(("anonymous_id", req.alias_previous))
+    ordered = sorted(lookup)
+    rows = await conn.fetch(
+        """
+        SELECT i.type, i.value, i.profile_id
+        FROM identity AS i
+        JOIN unnest($2::text[], $3::text[]) AS k(type, value) ON i.type = k.type AND i.value = k.value
+        WHERE i.workspace_id = $1
+        """,
+        workspace_id, [t for t, _ in ordered], [v for _, v in ordered],
+    )
+    known: dict[tuple[str, str], uuid.UUID] = {(r["type"], r["value"]): r["profile_id"] for r in rows}
+
+    for req in requests:
+        if req.alias_previous is not None:
+            prev = req.alias_previous
+            ptype = "user_id" if ("user_id", prev) in known else "anonymous_id"
+            if (ptype, prev) not in {(t, v) for t, v, _ in req.keys}:
+                req.keys.append((ptype, prev, prev))
+
+    # 2. Do any messages link identifiers across profiles, or add identifiers to a known
+    # profile? Only then do we need the existing identifiers of those profiles (for limits).
+    touched_profiles: set[uuid.UUID] = set()
+    for req in requests:
+        profiles = {known[(t, v)] for t, v, _ in req.keys if (t, v) in known}
+        has_new = any((t, v) not in known for t, v, _ in req.keys)
+        if len(profiles) > 1 or (profiles and has_new):
+            touched_profiles |= profiles
+    existing: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
+    if touched_profiles:
+        for r in await conn.fetch(
+            "SELECT profile_id, type, value FROM identity WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
+            workspace_id, list(touched_profiles),
+        ):
+            existing[r["profile_id"]].append((r["type"], r["value"]))
+
+    # 3. Union-find over identifiers and profiles, message by message, honouring limits.
+    uf = _UnionFind()
+    for (t, v), pid in known.items():
+        node = ("p", pid)
+        if node not in uf.parent:
+            uf.add(node)
+            uf.state[node].profiles.add(pid)
+            for et, ev in existing.get(pid, ()):
+                uf.state[node].values[et].add(ev)
+        uf.add(("k", t, v))
+        uf.state[("k", t, v)].values[t].add(v)
+        uf.union(node, ("k", t, v))
+
+    def compatible(ra: Any, rb: Any) -> bool:
+        a, b = uf.state[ra], uf.state[rb]
+        for t in set(a.values) & set(b.values):
+            if len(a.values[t] | b.values[t]) > limit_for(settings, t):
+                return False
+        return True
+
+    merge_causes: dict[frozenset[uuid.UUID], tuple[LinkRequest, tuple[str, str]]] = {}
+    conflicts: list[dict[str, Any]] = []
+    primary_of: dict[int, Any] = {}
+    for req in requests:
+        keys = sorted(req.keys, key=lambda k: priority_rank(settings, k[0]))
+        for t, v, _ in keys:
+            node = ("k", t, v)
+            if node not in uf.parent:
+                uf.add(node)
+                uf.state[node].values[t].add(v)
+        primary = ("k", keys[0][0], keys[0][1])
+        uf.state[uf.find(primary)].has_message = True
+        primary_of[req.index] = primary
+        for t, v, _ in keys[1:]:
+            ra, rb = uf.find(primary), uf.find(("k", t, v))
+            if ra == rb:
+                continue
+            if compatible(ra, rb):
+                pa, pb = set(uf.state[ra].profiles), set(uf.state[rb].profiles)
+                uf.union(ra, rb)
+                if pa and pb:
+                    merge_causes.setdefault(frozenset(pa | pb), (req, (t, v)))
+            else:
+                conflicts.append({
+                    "profiles": (set(uf.state[ra].profiles), set(uf.state[rb].profiles)),
+                    "type": t, "value": v, "message_id": req.message_id,
+                    "reason": _conflict_reason(uf.state[ra], uf.state[rb], settings),
+                })
+
+    # 4. One profile per component: new, existing, or a merge of several.
+    component_profile: dict[Any, uuid.UUID] = {}
+    new_profiles: list[uuid.UUID] = []
+    merges: list[tuple[uuid.UUID, list[uuid.UUID], Any]] = []
+    for root, comp in uf.state.items():
+        if not comp.has_message:
+            continue
+        if not comp.profiles:
+            pid = uuid7()
+            new_profiles.append(pid)
+            component_profile[root] = pid
+        else:
+            survivor = min(comp.profiles)  # uuid7: the oldest profile survives
+            component_profile[root] = survivor
+            if len(comp.profiles) > 1:
+                merges.append((survivor, sorted(comp.profiles - {survivor}), root))
+
+    if merges and not exclusive:
+        raise RetryBatch("merge needed", exclusive=True)
+
+    if new_profiles:
+        await conn.execute(
+            "INSERT INTO profile (workspace_id, id) SELECT $1, unnest($2::uuid[])", workspace_id, new_profiles
+        )
+
+    for survivor, absorbed, root in merges:
+        cause_req, cause_key = _find_cause(merge_causes, uf.state[root].profiles)
+        for victim in absorbed:
+            await merge_profiles(
+                conn, workspace_id=workspace_id, survivor_id=survivor, absorbed_id=victim,
+                rule=_merge_rule(cause_req), identifier=cause_key,
+                message_id=cause_req.message_id if cause_req else None,
+            )
+
+    # 5. New identifiers, in key order so concurrent batches cannot deadlock on them.
+    inserts: dict[tuple[str, str], tuple[str, uuid.UUID, str]] = {}
+    for req in requests:
+        for t, v, raw in req.keys:
+            if (t, v) in known or (t, v) in inserts:
+                continue
+            root = uf.find(("k", t, v))
+            if root in component_profile:
+                inserts[(t, v)] = (raw, component_profile[root], req.message_id)
+    if inserts:
+        keys_sorted = sorted(inserts)
+        returned = await conn.fetch(
+            """
+            INSERT INTO identity (workspace_id, type, value, raw, profile_id, source_message_id)
+            SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[])
+            ON CONFLICT DO NOTHING
+            RETURNING type
+            """,
+            workspace_id,
+            [t for t, _ in keys_sorted], [v for _, v in keys_sorted],
+            [inserts[k][0] for k in keys_sorted], [inserts[k][1] for k in keys_sorted],
+            [inserts[k][2] for k in keys_sorted],
+        )
+        if len(returned) != len(keys_sorted):
+            raise RetryBatch("an identifier was created concurrently")
+
+    if conflicts:
+        await _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of)
+
+    profile_of = {req.index: component_profile[uf.find(primary_of[req.index])] for req in requests}
+    return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
+                      conflicts=len(conflicts))
+
+
+def _merge_rule(req: LinkRequest | None) -> str:
+    if req is None:
+        return "shared_identifier"
+    return {"identify": "identify", "alias": "alias"}.get(req.rule, "shared_identifier")
+
+
+def _find_cause(causes: Mapping[frozenset[uuid.UUID], tuple[LinkRequest, tuple[str, str]]], profiles: set[uuid.UUID]):
+    for group, cause in causes.items():
+        if group <= profiles:
+            return cause
+    return None, None
+
+
+def _conflict_reason(a: _Component, b: _Component, settings: IdentitySettings) -> str:
+    for t in sorted(set(a.values) & set(b.values)):
+        union = a.values[t] | b.values[t]
+        if len(union) > limit_for(settings, t):
+            return f"joining would give one profile {len(union)} values of {t} (limit {limit_for(settings, t)})"
+    return "identity limit"
+
+
+async def _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of) -> None:
+    rows = []
+    for c in conflicts:
+        mine, theirs = c["profiles"]
+        profile = next(iter(mine), None) or next(iter(theirs), None)
+        other = next(iter(theirs), None) if mine else None
+        if profile is None:
+            continue  # both sides brand new: nothing to show on a profile
+        rows.append((uuid7(), profile, other, c["type"], c["value"], c["reason"], c["message_id"]))
+    if rows:
+        await conn.executemany(
+            """INSERT INTO identity_conflict
+               (workspace_id, id, profile_id, other_profile_id, identifier_type, identifier_value, reason, message_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            [(workspace_id, *r) for r in rows],
+        )
+
+
+async def merge_profiles(
+    conn: Any,
+    *,
+    workspace_id: uuid.UUID,
+    survivor_id: uuid.UUID,
+    absorbed_id: uuid.UUID,
+    rule: str,
+    identifier: tuple[str, str] | None = None,
+    message_id: str | None = None,
+    trait_strategies: Mapping[str, str] | None = None,
+) -> uuid.UUID:
+    """Fold `absorbed_id` into `survivor_id` and write the ledger entry. Caller holds the
+    workspace's exclusive identity lock."""
+    merge_id = uuid7()
+    profiles = await conn.fetch(
+        "SELECT id, traits, updated_at FROM profile WHERE workspace_id = $1 AND id = ANY($2::uuid[]) FOR UPDATE",
+        workspace_id, [survivor_id, absorbed_id],
+    )
+    by_id = {r["id"]: r for r in profiles}
+    survivor, absorbed = by_id[survivor_id], by_id[absorbed_id]
+    merged_traits = merge_traits(
+        [(survivor["updated_at"], _json(survivor["traits"])), (absorbed["updated_at"], _json(absorbed["traits"]))],
+        trait_strategies or {},
+    )
+    moved = await conn.fetch(
+        """UPDATE identity SET profile_id = $2 WHERE workspace_id = $1 AND profile_id = $3
+           RETURNING type, value, raw""",
+        workspace_id, survivor_id, absorbed_id,
+    )
+    await conn.execute(
+        """INSERT INTO profile_merge_event (workspace_id, merge_id, message_id)
+           SELECT $1, $2, message_id FROM event WHERE workspace_id = $1 AND profile_id = $3""",
+        workspace_id, merge_id, absorbed_id,
+    )
+    await conn.execute(
+        "UPDATE event SET profile_id = $2 WHERE workspace_id = $1 AND profile_id = $3",
+        workspace_id, survivor_id, absorbed_id,
+    )
+    await conn.execute(
+        """INSERT INTO account_member (workspace_id, group_id, profile_id)
+           SELECT workspace_id, group_id, $2 FROM account_member WHERE workspace_id = $1 AND profile_id = $3
+           ON CONFLICT DO NOTHING""",
+        workspace_id, survivor_id, absorbed_id,
+    )
+    await conn.execute(
+        "DELETE FROM account_member WHERE workspace_id = $1 AND profile_id = $2", workspace_id, absorbed_id
+    )
+    await conn.execute(
+        "UPDATE profile SET traits = $3::text::jsonb, updated_at = now() WHERE workspace_id = $1 AND id = $2",
+        workspace_id, survivor_id, orjson.dumps(merged_traits).decode(),
+    )
+    await conn.execute(
+        "UPDATE profile SET merged_into = $3, updated_at = now() WHERE workspace_id = $1 AND (id = $2 OR merged_into = $2)",
+        workspace_id, absorbed_id, survivor_id,
+    )
+    await conn.execute(
+        """INSERT INTO profile_merge (workspace_id, id, survivor_id, absorbed_id, rule, identifier_type,
+               identifier_value, message_id, absorbed_identities, absorbed_traits)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10::text::jsonb)""",
+        workspace_id, merge_id, survivor_id, absorbed_id, rule,
+        identifier[0] if identifier else None, identifier[1] if identifier else None, message_id,
+        orjson.dumps([dict(r) for r in moved]).decode(), orjson.dumps(_json(absorbed["traits"])).decode(),
+    )
+    return merge_id
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str | bytes):
+        return orjson.loads(value)
+    return dict(value or {})
+
+
+MERGE_STRATEGIES = ("most_recent", "oldest", "non_empty", "sum", "union")
+
+
+def merge_traits(versions: Iterable[tuple[Any, dict[str, Any]]], strategies: Mapping[str, str]) -> dict[str, Any]:
+    """Combine trait dicts of profiles being merged. `versions` are (updated_at, traits).
+
+    Default: the most recently updated profile wins. Per trait: oldest, non_empty (most recent
+    non-empty value), sum (numbers), union (lists, order kept, no repeats).
+    """
+    ordered = sorted(versions, key=lambda v: v[0])  # oldest first
+    out: dict[str, Any] = {}
+    for _, traits in ordered:
+        for key, value in traits.items():
+            strategy = strategies.get(key, "most_recent")
+            if key not in out:
+                out[key] = list(value) if strategy == "union" and isinstance(value, list) else value
+            elif strategy == "most_recent":
+                out[key] = value
+            elif strategy == "oldest":
+                pass
+            elif strategy == "non_empty":
+                if value not in (None, "", [], {}):
+                    out[key] = value
+            elif strategy == "sum":
+                if isinstance(value, int | float) and isinstance(out[key], int | float):
+                    out[key] = out[key] + value
+                else:
+                    out[key] = value
+            elif strategy == "union":
+                current = out[key] if isinstance(out[key], list) else [out[key]]
+                for item in value if isinstance(value, list) else [value]:
+                    if item not in current:
+                        current.append(item)
+                out[key] = current
+    return out

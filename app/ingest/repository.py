@@ -1,0 +1,115 @@
+"""Set-based writes and keyset reads of events. Raw asyncpg on the write path (see db.raw_connection)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.ingest.parser import ParsedMessage
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def existing_message_ids(conn: Any, workspace_id: uuid.UUID, message_ids: Sequence[str]) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT message_id FROM event WHERE workspace_id = $1 AND message_id = ANY($2::text[])",
+        workspace_id, list(message_ids),
+    )
+    return {r["message_id"] for r in rows}
+
+
+INSERT_EVENTS = """
+INSERT INTO event (workspace_id, message_id, profile_id, type, event, name, user_id, anonymous_id,
+                   group_id, previous_id, properties, traits, context, integrations, timestamp,
+                   original_timestamp, sent_at, received_at, timestamp_clamped)
+SELECT $1, m.message_id, m.profile_id, m.type, m.event, m.name, m.user_id, m.anonymous_id, m.group_id,
+       m.previous_id, m.properties::jsonb, m.traits::jsonb, m.context::jsonb, m.integrations::jsonb,
+       m.ts, m.original_ts, m.sent_at, $2, m.clamped
+FROM unnest($3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+            $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+            $17::timestamptz[], $18::timestamptz[], $19::bool[])
+     AS m(message_id, profile_id, type, event, name, user_id, anonymous_id, group_id, previous_id,
+          properties, traits, context, integrations, ts, original_ts, sent_at, clamped)
+ORDER BY m.message_id
+ON CONFLICT DO NOTHING
+RETURNING message_id
+"""
+
+
+async def insert_events(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    received_at: datetime,
+    messages: Sequence[ParsedMessage],
+    profile_of: dict[int, uuid.UUID],
+) -> int:
+    """Insert the messages; returns how many were new (the rest were duplicates)."""
+    if not messages:
+        return 0
+    cols: list[list[Any]] = [[] for _ in range(17)]
+    for m in messages:
+        for col, value in zip(
+            cols,
+            (
+                m.message_id, profile_of.get(m.index), m.type, m.event, m.name, m.user_id, m.anonymous_id,
+                m.group_id, m.previous_id, _dumps(m.properties), _dumps(m.traits), _dumps(m.context),
+                _dumps(m.integrations), m.timestamp, m.original_timestamp, m.sent_at, m.clamped,
+            ),
+            strict=True,
+        ):
+            col.append(value)
+    rows = await conn.fetch(INSERT_EVENTS, workspace_id, received_at, *cols)
+    return len(rows)
+
+
+async def apply_traits(conn: Any, workspace_id: uuid.UUID, updates: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """traits := ((set_once || (traits - unset)) || set) for each profile, in one statement."""
+    if not updates:
+        return
+    ids = list(updates)
+    await conn.execute(
+        """
+        UPDATE profile AS p
+        SET traits = (v.once::jsonb || (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.unset::jsonb))))
+                     || v.set::jsonb,
+            updated_at = now()
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS v(id, set, once, unset)
+        WHERE p.workspace_id = $1 AND p.id = v.id
+        """,
+        workspace_id, ids,
+        [_dumps(updates[i]["set"]) for i in ids],
+        [_dumps(updates[i]["once"]) for i in ids],
+        [orjson.dumps(sorted(updates[i]["unset"])).decode() for i in ids],
+    )
+
+
+async def upsert_accounts(
+    conn: Any, workspace_id: uuid.UUID, traits_by_group: dict[str, dict[str, Any]], members: set[tuple[str, uuid.UUID]]
+) -> None:
+    if traits_by_group:
+        groups = sorted(traits_by_group)
+        await conn.execute(
+            """
+            INSERT INTO account (workspace_id, group_id, traits)
+            SELECT $1, g, t::jsonb FROM unnest($2::text[], $3::text[]) AS v(g, t)
+            ON CONFLICT (workspace_id, group_id)
+            DO UPDATE SET traits = account.traits || EXCLUDED.traits, updated_at = now()
+            """,
+            workspace_id, groups, [_dumps(traits_by_group[g]) for g in groups],
+        )
+    if members:
+        ordered = sorted(members, key=lambda m: (m[0], str(m[1])))
+        await conn.execute(
+            """
+            INSERT INTO account_member (workspace_id, group_id, profile_id)
+            SELECT $1, g, p FROM unnest($2::text[], $3::uuid[]) AS v(g, p)
+            ON CONFLICT DO NOTHING
+            """,
+            workspace_id, [g for g, _ in ordered], [p for _, p in ordered],
+        )

@@ -1,0 +1,134 @@
+"""Segment-compatible tracking API: /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
+/v1/group, /v1/alias. Point an official Segment or RudderStack SDK at this host with the
+workspace's write key and change nothing else."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+
+from app.core.auth import BasicCredentials, authenticate_write_key
+from app.core.db import SessionDep
+from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, responses
+from app.identity.service import identity_settings_from
+from app.ingest import service
+from app.ingest.parser import Rejection, parse_batch, parse_timestamp, MessageError
+from app.ingest.schemas import IngestRejection, IngestResponse
+
+router = APIRouter(tags=["ingest"])
+
+_ERRORS = responses(400, 401, 403, 413, 415, 429)
+
+
+def _body_schema(name: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
+    }
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    body = await request.body()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding == "gzip":
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = decompressor.decompress(body, limit + 1)
+        except zlib.error:
+            raise BadRequest("The body is not valid gzip.", code="bad_encoding") from None
+        if len(body) > limit or decompressor.unconsumed_tail:
+            raise PayloadTooLarge(f"The decompressed body exceeds the limit of {limit} bytes.")
+    elif encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or none.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+async def _ingest(request: Request, session, payload: Any, messages: list[Any], *, forced_type: str | None,
+                  batch_level: dict[str, Any]) -> IngestResponse:
+    settings = request.app.state.settings
+    principal = await authenticate_write_key(session, request, payload.get("writeKey"))
+    received_at = datetime.now(UTC)
+    try:
+        batch_sent_at = parse_timestamp(batch_level.get("sentAt"), "sentAt")
+    except MessageError as exc:
+        raise BadRequest(exc.reason, code=exc.code) from None
+    for key in ("context", "integrations"):
+        if batch_level.get(key) is not None and not isinstance(batch_level[key], dict):
+            raise BadRequest(f"Batch-level {key} must be a JSON object.", code="bad_field")
+    identity = identity_settings_from(principal.workspace_settings)
+    parsed, rejected = parse_batch(
+        messages, forced_type=forced_type, batch_context=batch_level.get("context") or {},
+        batch_integrations=batch_level.get("integrations") or {}, batch_sent_at=batch_sent_at,
+        received_at=received_at, max_message_bytes=settings.ingest_max_message_bytes,
+        future_tolerance=timedelta(seconds=settings.ingest_future_tolerance_seconds), identity=identity,
+    )
+    gate = request.app.state.ingest_gate
+    async with gate.admit(principal.workspace_id, max(len(parsed), 1)):
+        result = await service.ingest(
+            session, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at
+        )
+    return IngestResponse(
+        accepted=result.accepted, duplicates=result.duplicates,
+        rejected=[_rejection(r) for r in rejected],
+    )
+
+
+def _rejection(r: Rejection) -> IngestRejection:
+    return IngestRejection(index=r.index, messageId=r.message_id, code=r.code, reason=r.reason)
+
+
+@router.post(
+    "/batch", response_model=IngestResponse, responses=_ERRORS, openapi_extra=_body_schema("SegmentBatch"),
+    summary="Send a batch of messages (Segment HTTP API)",
+)
+async def batch(request: Request, session: SessionDep, _: BasicCredentials) -> IngestResponse:
+    """Up to 2,500 messages and 500 KB (gzip allowed). Each message is accepted, a duplicate
+    (same messageId as one already stored), or rejected with its index and reason; a rejected
+    message never affects the others."""
+    settings = request.app.state.settings
+    payload = await _read_json(request, settings.ingest_max_batch_bytes)
+    if not isinstance(payload, dict):
+        raise BadRequest("The body must be a JSON object with a `batch` array.", code="bad_batch")
+    messages = payload.get("batch")
+    if not isinstance(messages, list):
+        raise BadRequest("`batch` must be an array of messages.", code="bad_batch")
+    if len(messages) > settings.ingest_max_batch_messages:
+        raise PayloadTooLarge(
+            f"The batch has {len(messages)} messages; the limit is {settings.ingest_max_batch_messages}."
+        )
+    return await _ingest(request, session, payload, messages, forced_type=None, batch_level=payload)
+
+
+def _single(message_type: str):
+    async def handler(request: Request, session: SessionDep, _: BasicCredentials) -> IngestResponse:
+        settings = request.app.state.settings
+        payload = await _read_json(request, settings.ingest_max_message_bytes)
+        if not isinstance(payload, dict):
+            raise BadRequest("The body must be a JSON object (one message).", code="not_an_object")
+        if payload.get("type") not in (None, message_type):
+            raise BadRequest(f"This endpoint takes {message_type} messages, not {payload.get('type')!r}.", code="unknown_type")
+        result = await _ingest(request, session, payload, [payload], forced_type=message_type, batch_level={})
+        if result.rejected:
+            r = result.rejected[0]
+            raise BadRequest(r.reason, code=r.code, extra={"messageId": r.messageId})
+        return result
+
+    handler.__name__ = message_type
+    handler.__doc__ = f"One {message_type} message (32 KB at most). A rejected message is a 400 problem."
+    return handler
+
+
+for _type in ("track", "identify", "page", "screen", "group", "alias"):
+    router.add_api_route(
+        f"/{_type}", _single(_type), methods=["POST"], response_model=IngestResponse, responses=_ERRORS,
+        openapi_extra=_body_schema("SegmentMessage"), summary=f"Send one {_type} message", name=_type,
+    )

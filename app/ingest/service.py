@@ -1,0 +1,134 @@
+"""Ingest: validated messages in, events + identities + profile traits out, in one transaction.
+
+Per batch, whatever its size: one duplicate check, one identifier lookup, at most one profile
+insert, one identity insert, one trait update, one event insert (all multi-row over arrays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import raw_connection
+from app.identity import service as identity_service
+from app.identity.normalize import IdentitySettings
+from app.ingest import repository
+from app.ingest.parser import ParsedMessage, Rejection
+
+log = logging.getLogger("clientele.ingest")
+MAX_ATTEMPTS = 6
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    profiles_created: int = 0
+    merges: int = 0
+    conflicts: int = 0
+
+
+async def ingest(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    messages: list[ParsedMessage],
+    identity: IdentitySettings,
+    received_at: datetime,
+) -> IngestResult:
+    """Store the messages idempotently. Retries the whole batch inside a savepoint when it
+    loses an identity race or needs the workspace's exclusive lock to merge."""
+    result = IngestResult()
+    if not messages:
+        return result
+    exclusive = False
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            async with session.begin_nested():
+                conn = await raw_connection(session)
+                await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
+                await _ingest_once(conn, workspace_id, messages, identity, received_at, result, exclusive)
+            return result
+        except identity_service.RetryBatch as exc:
+            exclusive = exclusive or exc.exclusive
+            log.info("ingest batch retried", extra={"reason": str(exc), "attempt": attempt})
+        except asyncpg.exceptions.DeadlockDetectedError:
+            exclusive = True
+            log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
+        result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
+        await asyncio.sleep(0.005 * attempt)
+    raise RuntimeError(f"ingest batch did not settle after {MAX_ATTEMPTS} attempts")
+
+
+async def _ingest_once(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    messages: list[ParsedMessage],
+    identity: IdentitySettings,
+    received_at: datetime,
+    result: IngestResult,
+    exclusive: bool,
+) -> None:
+    # Replays: messages already stored are duplicates and have no side effects (an old identify
+    # replayed must not overwrite newer traits). Repeats inside the batch count the same way.
+    known = await repository.existing_message_ids(conn, workspace_id, [m.message_id for m in messages])
+    fresh: list[ParsedMessage] = []
+    seen: set[str] = set()
+    for m in messages:
+        if m.message_id in known or m.message_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(m.message_id)
+        fresh.append(m)
+    if not fresh:
+        return
+
+    requests = [
+        identity_service.LinkRequest(
+            index=m.index, message_id=m.message_id, rule=m.type,
+            keys=[(k.type, k.value, k.raw) for k in m.keys],
+            alias_previous=m.previous_id if m.type == "alias" else None,
+        )
+        for m in fresh
+    ]
+    resolution = await identity_service.resolve(
+        conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive
+    )
+    profile_of = resolution.profile_of
+    result.profiles_created = len(resolution.new_profiles)
+    result.merges = resolution.merges
+    result.conflicts = resolution.conflicts
+
+    trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
+    accounts: dict[str, dict[str, Any]] = defaultdict(dict)
+    members: set[tuple[str, uuid.UUID]] = set()
+    for m in fresh:
+        pid = profile_of[m.index]
+        if m.type == "identify" and (m.traits or m.traits_set_once or m.traits_unset):
+            upd = trait_updates.setdefault(pid, {"set": {}, "once": {}, "unset": set()})
+            for key in m.traits_unset:
+                upd["set"].pop(key, None)
+                upd["once"].pop(key, None)
+                upd["unset"].add(key)
+            upd["set"].update(m.traits)
+            upd["unset"].difference_update(m.traits)
+            for key, value in m.traits_set_once.items():
+                if key not in upd["set"] and key not in upd["once"]:
+                    upd["once"][key] = value
+        elif m.type == "group" and m.group_id:
+            accounts[m.group_id].update(m.traits)
+            members.add((m.group_id, pid))
+    await repository.apply_traits(conn, workspace_id, trait_updates)
+    await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
+    inserted = await repository.insert_events(conn, workspace_id, received_at, fresh, profile_of)
+    result.accepted = inserted
+    result.duplicates += len(fresh) - inserted

@@ -1,0 +1,233 @@
+"""Ingest benchmark: /v1/batch over HTTP versus the raw PostgreSQL limit, in the same run.
+
+    .venv/bin/python bench/ingest.py                      # embedded Postgres + its own server
+    .venv/bin/python bench/ingest.py --url http://127.0.0.1:8000 --admin-token ...   # a running server
+
+HTTP phase: N concurrent clients post pre-built /v1/batch bodies of realistic track messages
+(B messages each) to one uvicorn worker. Raw phase: N asyncpg connections insert the same
+kind of rows into the same `event` table (same indexes) with the multi-row
+`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` that is the floor of what ingest
+must do. Both write into fresh workspaces, so neither sees the other's rows as duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.ingest.repository import INSERT_EVENTS  # noqa: E402  (the exact statement ingest runs)
+
+EVENTS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Products Searched"]
+CATEGORIES = ["Books", "Music", "Garden", "Kitchen", "Toys", "Outdoor"]
+
+
+def make_message(rng: random.Random, users: int, now: datetime) -> dict:
+    u = rng.randrange(users)
+    event = rng.choice(EVENTS)
+    return {
+        "type": "track",
+        "messageId": uuid.uuid4().hex,
+        "userId": f"user-{u}",
+        "anonymousId": f"anon-{u}",
+        "event": event,
+        "timestamp": (now - timedelta(seconds=rng.randrange(86_400))).isoformat().replace("+00:00", "Z"),
+        "properties": {
+            "product_id": f"SKU-{rng.randrange(5000):05d}",
+            "category": rng.choice(CATEGORIES),
+            "price": round(rng.uniform(3, 250), 2),
+            "quantity": rng.randint(1, 4),
+            "currency": "USD",
+        },
+        "context": {
+            "library": {"name": "analytics-python", "version": "2.3.3"},
+            "ip": f"203.0.113.{rng.randrange(255)}",
+            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+            "page": {"path": "/products", "url": "https://shop.example.com/products", "referrer": "https://www.google.com/"},
+            "locale": "en-US",
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def create_workspace(http: httpx.AsyncClient, admin_token: str, name: str) -> dict:
+    resp = await http.post("/v1/workspaces", json={"name": name}, headers={"Authorization": f"Bearer {admin_token}"})
+    resp.raise_for_status()
+    return resp.json()
+
+
+async def http_phase(url: str, write_key: str, bodies: list[bytes], concurrency: int) -> tuple[float, int, int]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    accepted = 0
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while True:
+            try:
+                body = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            while True:
+                resp = await http.post("/v1/batch", content=body, auth=(write_key, ""),
+                                       headers={"Content-Type": "application/json"})
+                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+                if resp.status_code == 429:
+                    await asyncio.sleep(0.05)
+                    continue
+                resp.raise_for_status()
+                accepted += resp.json()["accepted"]
+                break
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return elapsed, accepted, statuses.get(429, 0)
+
+
+def raw_rows(batch: list[dict], received: datetime) -> list[list]:
+    cols: list[list] = [[] for _ in range(17)]
+    for m in batch:
+        ts = datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00"))
+        values = (m["messageId"], uuid.uuid4(), "track", m["event"], None, m["userId"], m["anonymousId"], None, None,
+                  orjson.dumps(m["properties"]).decode(), "{}", orjson.dumps(m["context"]).decode(), "{}", ts, ts, received, False)
+        for col, v in zip(cols, values, strict=True):
+            col.append(v)
+    return cols
+
+
+async def raw_phase(dsn: str, workspace_id: uuid.UUID, batches: list[list[dict]], concurrency: int) -> tuple[float, int]:
+    received = datetime.now(UTC)
+    prepared = [raw_rows(b, received) for b in batches]  # serialisation outside the timed part
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    queue: asyncio.Queue[list[list]] = asyncio.Queue()
+    for p in prepared:
+        queue.put_nowait(p)
+    inserted = 0
+
+    async def worker() -> None:
+        nonlocal inserted
+        async with pool.acquire() as conn:
+            while True:
+                try:
+                    cols = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                rows = await conn.fetch(INSERT_EVENTS, workspace_id, received, *cols)
+                inserted += len(rows)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    return elapsed, inserted
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="A running server (default: start one on an embedded Postgres).")
+    parser.add_argument("--database-url", help="Postgres of that server, for the raw phase (asyncpg DSN).")
+    parser.add_argument("--admin-token", default="bench-admin-token")
+    parser.add_argument("--batch-sizes", default="100,500")
+    parser.add_argument("--messages", type=int, default=60_000, help="Messages per run.")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--users", type=int, default=20_000, help="Distinct users the messages come from.")
+    parser.add_argument("--warmup", type=int, default=5_000, help="Messages sent first, not timed (creates profiles).")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    server = None
+    tmp = None
+    url, dsn = args.url, args.database_url
+    if url is None:
+        from app.core.db import start_embedded_server
+
+        tmp = tempfile.mkdtemp(prefix="clientele-bench-")
+        pg = start_embedded_server(Path(tmp) / "pgdata")
+        admin_dsn = pg.get_uri(database="postgres")
+        conn = await asyncpg.connect(admin_dsn)
+        await conn.execute("CREATE DATABASE clientele_bench")
+        await conn.close()
+        dsn = pg.get_uri(database="clientele_bench")
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": pg.get_uri(database="clientele_bench", driver="asyncpg"),
+               "CLIENTELE_ADMIN_TOKEN": args.admin_token, "CLIENTELE_LOG_LEVEL": "WARNING",
+               "CLIENTELE_PORT": str(port), "CLIENTELE_INGEST_MAX_CONCURRENCY": "64"}
+        server = subprocess.Popen([str(ROOT / ".venv/bin/clientele"), "serve"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit("server did not start")
+    assert dsn, "--database-url is required with --url"
+
+    rng = random.Random(42)
+    now = datetime.now(UTC)
+    results = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            for size in [int(s) for s in args.batch_sizes.split(",")]:
+                ws_http = await create_workspace(http, args.admin_token, f"bench-http-{size}")
+                ws_raw = await create_workspace(http, args.admin_token, f"bench-raw-{size}")
+                warm = [orjson.dumps({"batch": [make_message(rng, args.users, now) for _ in range(size)]})
+                        for _ in range(max(1, args.warmup // size))]
+                await http_phase(url, ws_http["write_key"], warm, args.concurrency)
+                batches = [[make_message(rng, args.users, now) for _ in range(size)] for _ in range(args.messages // size)]
+                bodies = [orjson.dumps({"batch": b}) for b in batches]
+                t_http, accepted, throttled = await http_phase(url, ws_http["write_key"], bodies, args.concurrency)
+                raw_batches = [[make_message(rng, args.users, now) for _ in range(size)] for _ in range(args.messages // size)]
+                t_raw, inserted = await raw_phase(dsn, uuid.UUID(ws_raw["workspace"]["id"]), raw_batches, args.concurrency)
+                row = {
+                    "batch_size": size, "messages": accepted, "concurrency": args.concurrency,
+                    "http_events_per_s": round(accepted / t_http), "raw_events_per_s": round(inserted / t_raw),
+                    "ratio": round((accepted / t_http) / (inserted / t_raw), 3), "http_429": throttled,
+                }
+                results.append(row)
+                if not args.json:
+                    print(f"batch={size:4d}  http {row['http_events_per_s']:>7,} ev/s   raw {row['raw_events_per_s']:>7,} ev/s"
+                          f"   ratio {row['ratio']:.2f}   ({accepted:,} msgs, {args.concurrency} clients, {throttled} x 429)")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=20)
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+            "python": platform.python_version(), "results": results}
+    if args.json:
+        print(json.dumps(meta, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
