@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.ingest.imports_router import router as imports_router
 from app.ingest.router import router as ingest_router
 from app.profiles.router import router as profiles_router
 from app.workspaces.router import router as workspaces_router
@@ -11,6 +12,7 @@ from app.workspaces.router import router as workspaces_router
 v1 = APIRouter(prefix="/v1")
 v1.include_router(workspaces_router)
 v1.include_router(ingest_router)
+v1.include_router(imports_router)
 v1.include_router(events_router)
 v1.include_router(profiles_router)
 

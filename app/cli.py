@@ -203,6 +203,97 @@ def key_revoke(key_id: uuid.UUID, workspace: WorkspaceOpt) -> None:
     console.print(f"revoked {key_id}")
 
 
+import_app = typer.Typer(help="Bulk-import profiles and events (orders) from CSV or NDJSON files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
+FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV or NDJSON, optionally .gz.")]
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", help="csv or ndjson; by default from the extension (.csv, .ndjson, .jsonl).")
+]
+
+
+def _import_file(kind: str, path: Path, workspace: uuid.UUID, fmt: str | None, as_json: bool) -> None:
+    """Stream a file into a workspace with the API's code path (app.ingest.imports.run_import)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from app.core.db import Database, create_engine
+    from app.core.errors import AppError
+    from app.ingest.imports import ImportFormat, ImportKind, run_import
+
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes.pop()
+    if fmt is not None and fmt.lower() not in ("csv", "ndjson"):
+        raise typer.BadParameter(f"{fmt!r} is not csv or ndjson", param_hint="--format")
+    fmt = (fmt or _FORMAT_BY_SUFFIX.get(suffixes[-1] if suffixes else "", "")).lower()
+    if not fmt:
+        raise typer.BadParameter(f"cannot tell the format of {path.name}; pass --format csv or ndjson", param_hint="--format")
+    with path.open("rb") as fh:
+        gzip = fh.read(2) == b"\x1f\x8b"  # the magic number, not the name, says whether it is compressed
+    url = _database_url()
+    progress = Progress(
+        TextColumn(f"importing {path.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True, disable=as_json or not err_console.is_terminal,
+    )
+
+    async def chunks() -> Any:
+        task = progress.add_task("import", total=path.stat().st_size)
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                progress.advance(task, len(block))
+                yield block
+
+    async def runner() -> Any:
+        settings = get_settings()
+        db = Database(create_engine(url, settings))
+        try:
+            # A plain session, not standalone_session: run_import commits after every chunk itself.
+            async with db.session() as session:
+                return await run_import(
+                    session, settings, workspace_id=workspace, kind=ImportKind(kind), fmt=ImportFormat(fmt),
+                    body=chunks(), gzip=gzip,
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        with progress:
+            summary = asyncio.run(runner())
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict()))
+        return
+    console.print(f"accepted {summary.accepted}, duplicates {summary.duplicates}, rejected {summary.rejected_count}")
+    if summary.rejected:
+        table = Table("row", "code", "reason")
+        for e in summary.rejected[:20]:
+            table.add_row(str(e.row), e.code, e.reason)
+        console.print(table)
+        if summary.rejected_count > 20:
+            console.print(f"… and {summary.rejected_count - 20} more rejected rows (--json lists the first 1,000)")
+
+
+@import_app.command("profiles")
+def import_profiles(
+    file: FileArg, workspace: WorkspaceOpt, fmt: FormatOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON only.")] = False,
+) -> None:
+    """Import profiles: one row per person (user_id/anonymous_id/email/phone + traits)."""
+    _import_file("profiles", file, workspace, fmt, as_json)
+
+
+@import_app.command("events")
+def import_events(
+    file: FileArg, workspace: WorkspaceOpt, fmt: FormatOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON only.")] = False,
+) -> None:
+    """Import events such as orders: one track message per row (user_id, event, timestamp, revenue...)."""
+    _import_file("events", file, workspace, fmt, as_json)
+
+
 def main() -> None:
     app()
 

@@ -160,6 +160,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--users", type=int, default=20_000, help="Distinct users the messages come from.")
     parser.add_argument("--warmup", type=int, default=5_000, help="Messages sent first, not timed (creates profiles).")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the server it starts.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -178,10 +179,11 @@ async def main() -> None:
         dsn = pg.get_uri(database="clientele_bench")
         port = free_port()
         env = {**os.environ, "DATABASE_URL": pg.get_uri(database="clientele_bench", driver="asyncpg"),
-               "CLIENTELE_ADMIN_TOKEN": args.admin_token, "CLIENTELE_LOG_LEVEL": "WARNING",
-               "CLIENTELE_PORT": str(port), "CLIENTELE_INGEST_MAX_CONCURRENCY": "64"}
+               "CLIENTELE_ADMIN_TOKEN": args.admin_token, "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_LOG_JSON": "false",
+               "CLIENTELE_PORT": str(port), "CLIENTELE_INGEST_MAX_CONCURRENCY": "64", "CLIENTELE_WORKERS": str(args.workers)}
         server = subprocess.Popen([str(ROOT / ".venv/bin/clientele"), "serve"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
+        print(f"server log: {Path(tmp) / 'server.log'}", file=sys.stderr)
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:

@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -180,13 +181,40 @@ async def authenticate_write_key(
         raise Unauthorized("A write key is required: HTTP Basic username, or `writeKey` in the body.", headers=_BASIC_CHALLENGE)
     if key.startswith(SECRET_KEY_PREFIX):
         raise Forbidden("Secret keys cannot send data; use the workspace's write key.")
+    key_hash = hash_key(key)
+    cached = _write_key_cache.get(key_hash)
+    now = time.monotonic()
+    if cached is not None and cached[1] > now:
+        return cached[0]
     row = (
         await session.execute(
             sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, Workspace.settings)
             .join(Workspace, Workspace.id == ApiKey.workspace_id)
-            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
         )
     ).first()
     if row is None or row.kind != "write":
         raise Unauthorized("The write key is unknown or revoked.", headers=_BASIC_CHALLENGE)
-    return WriteKeyPrincipal(workspace_id=row.workspace_id, key_id=row.id, workspace_settings=row.settings or {})
+    principal = WriteKeyPrincipal(workspace_id=row.workspace_id, key_id=row.id, workspace_settings=row.settings or {})
+    ttl = request.app.state.settings.write_key_cache_seconds
+    if ttl > 0:
+        if len(_write_key_cache) > 10_000:
+            _write_key_cache.clear()
+        _write_key_cache[key_hash] = (principal, now + ttl)
+    return principal
+
+
+# Write keys are checked on every ingest request; caching them for a few seconds saves a
+# query per batch. Revocation in this process evicts at once (forget_key); other processes
+# accept a revoked write key for at most CLIENTELE_WRITE_KEY_CACHE_SECONDS.
+_write_key_cache: dict[str, tuple[WriteKeyPrincipal, float]] = {}
+
+
+def forget_key(key_hash: str) -> None:
+    _write_key_cache.pop(key_hash, None)
+
+
+def forget_workspace(workspace_id: uuid.UUID) -> None:
+    for key_hash, (principal, _) in list(_write_key_cache.items()):
+        if principal.workspace_id == workspace_id:
+            _write_key_cache.pop(key_hash, None)

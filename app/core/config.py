@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ingest_rate_limit_per_second: float = Field(
         default=0, ge=0, description="Messages/s per workspace and process; 0 disables it."
     )
+    write_key_cache_seconds: float = Field(
+        default=5, ge=0, description="How long a process trusts a write key it has checked (0 disables)."
+    )
     ingest_future_tolerance_seconds: int = Field(
         default=300, ge=0, description="Timestamps further than this in the future are clamped."
     )

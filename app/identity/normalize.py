@@ -199,15 +199,29 @@ def _normalize_email(text: str, raw: object) -> str:
     return result.normalized.lower()
 
 
+_IMPOSSIBLE_REASONS: Mapping[int, str] = MappingProxyType(
+    {
+        phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country calling code",
+        phonenumbers.ValidationResult.TOO_SHORT: "too short",
+        phonenumbers.ValidationResult.TOO_LONG: "too long",
+        phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length",
+        # A local number without area code cannot be dialled from elsewhere: useless as an id.
+        phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "local number without area code",
+    }
+)
+
+
 def _normalize_phone(text: str, raw: object, region: str) -> str:
     try:
         number = phonenumbers.parse(text.strip(), region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidIdentifier("phone", raw, f"cannot parse as a phone number for region {region}: {exc}") from None
-    if not phonenumbers.is_possible_number(number):
-        raise InvalidIdentifier("phone", raw, f"impossible phone number for region {region} (wrong length)")
+        raise InvalidIdentifier("phone", raw, f"not a phone number (default region {region}): {exc}") from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible != phonenumbers.ValidationResult.IS_POSSIBLE:
+        reason = _IMPOSSIBLE_REASONS.get(possible, "impossible number")
+        raise InvalidIdentifier("phone", raw, f"impossible phone number, {reason} (default region {region})")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidIdentifier("phone", raw, f"phone number is not valid for region {region} (unassigned range)")
+        raise InvalidIdentifier("phone", raw, f"no such phone number range (default region {region})")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -263,6 +277,8 @@ _ADDRESS_ABBREVIATIONS: Mapping[str, str] = MappingProxyType(
 
 def _fold(s: str) -> str:
     """Case-fold and strip accents: "Zoë Ørsted" -> "zoe orsted"."""
+    if s.isascii():  # the common case; skips the per-character work (dedup calls this a lot)
+        return s.lower()
     s = unicodedata.normalize("NFKD", s.casefold()).translate(_FOLD)
     return "".join(ch for ch in s if not unicodedata.combining(ch))
 

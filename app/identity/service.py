@@ -32,6 +32,16 @@ from app.identity.normalize import IdentitySettings
 LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from others'
 
 
+# One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
+# the table statistics say; a join lets a stale plan scan the whole workspace).
+LOOKUP_IDENTITIES = """
+SELECT k.type, k.value,
+       (SELECT i.profile_id FROM identity AS i
+        WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id
+FROM unnest($2::text[], $3::text[]) AS k(type, value)
+"""
+
+
 class RetryBatch(Exception):
     """The batch lost a race (or needs the exclusive lock); roll back and run it again."""
 
@@ -146,16 +156,10 @@ async def resolve(
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
     ordered = sorted(lookup)
-    rows = await conn.fetch(
-        """
-        SELECT i.type, i.value, i.profile_id
-        FROM identity AS i
-        JOIN unnest($2::text[], $3::text[]) AS k(type, value) ON i.type = k.type AND i.value = k.value
-        WHERE i.workspace_id = $1
-        """,
-        workspace_id, [t for t, _ in ordered], [v for _, v in ordered],
-    )
-    known: dict[tuple[str, str], uuid.UUID] = {(r["type"], r["value"]): r["profile_id"] for r in rows}
+    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, [t for t, _ in ordered], [v for _, v in ordered])
+    known: dict[tuple[str, str], uuid.UUID] = {
+        (r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None
+    }
 
     for req in requests:
         if req.alias_previous is not None:
@@ -279,7 +283,7 @@ async def resolve(
             INSERT INTO identity (workspace_id, type, value, raw, profile_id, source_message_id)
             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[])
             ON CONFLICT DO NOTHING
-            RETURNING type
+            RETURNING type, value
             """,
             workspace_id,
             [t for t, _ in keys_sorted], [v for _, v in keys_sorted],
@@ -287,7 +291,13 @@ async def resolve(
             [inserts[k][2] for k in keys_sorted],
         )
         if len(returned) != len(keys_sorted):
-            raise RetryBatch("an identifier was created concurrently")
+            replaced = await _adopt_concurrent_profiles(
+                conn, workspace_id, inserts, {(r["type"], r["value"]) for r in returned}, set(new_profiles)
+            )
+            for root, pid in component_profile.items():
+                if pid in replaced:
+                    component_profile[root] = replaced[pid]
+            new_profiles = [p for p in new_profiles if p not in replaced]
 
     if conflicts:
         await _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of)
@@ -295,6 +305,42 @@ async def resolve(
     profile_of = {req.index: component_profile[uf.find(primary_of[req.index])] for req in requests}
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
                       conflicts=len(conflicts))
+
+
+async def _adopt_concurrent_profiles(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    inserts: Mapping[tuple[str, str], tuple[str, uuid.UUID, str]],
+    inserted: set[tuple[str, str]],
+    new_profiles: set[uuid.UUID],
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Another transaction created some of our new identifiers first (we waited for its commit).
+
+    The common case, a person first seen by two concurrent batches, is settled here: when
+    every new identifier of one of our brand-new profiles now belongs to one existing profile,
+    use that profile and drop ours. Anything else might need a merge or a limit check, so the
+    batch is retried under the workspace's exclusive lock, where no race is possible.
+    """
+    lost = sorted(k for k in inserts if k not in inserted)
+    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, [t for t, _ in lost], [v for _, v in lost])
+    owner = {(r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None}
+    keys_of: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
+    for key, (_, pid, _) in inserts.items():
+        keys_of[pid].append(key)
+    replaced: dict[uuid.UUID, uuid.UUID] = {}
+    for pid, keys in keys_of.items():
+        lost_keys = [k for k in keys if k not in inserted]
+        if not lost_keys:
+            continue
+        winners = {owner.get(k) for k in lost_keys}
+        if pid not in new_profiles or len(lost_keys) != len(keys) or len(winners) != 1 or None in winners:
+            raise RetryBatch("an identifier was created concurrently", exclusive=True)
+        replaced[pid] = winners.pop()
+    if replaced:
+        await conn.execute(
+            "DELETE FROM profile WHERE workspace_id = $1 AND id = ANY($2::uuid[])", workspace_id, list(replaced)
+        )
+    return replaced
 
 
 def _merge_rule(req: LinkRequest | None) -> str:

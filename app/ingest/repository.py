@@ -17,8 +17,11 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 async def existing_message_ids(conn: Any, workspace_id: uuid.UUID, message_ids: Sequence[str]) -> set[str]:
+    # Correlated EXISTS: one primary-key probe per id, whatever the statistics say (a plain
+    # `message_id = ANY(...)` lets the planner scan the whole workspace when stats are stale).
     rows = await conn.fetch(
-        "SELECT message_id FROM event WHERE workspace_id = $1 AND message_id = ANY($2::text[])",
+        """SELECT k.id AS message_id FROM unnest($2::text[]) AS k(id)
+           WHERE EXISTS (SELECT 1 FROM event AS e WHERE e.workspace_id = $1 AND e.message_id = k.id)""",
         workspace_id, list(message_ids),
     )
     return {r["message_id"] for r in rows}

@@ -67,3 +67,28 @@ class IngestResponse(BaseModel):
 
 
 EXTRA_SCHEMAS = (SegmentMessage, SegmentBatch)
+
+
+class ImportRejection(BaseModel):
+    """A row of a bulk import that was not stored, and why."""
+
+    row: int = Field(
+        description="CSV: 1-based data row (the header is row 0, blank lines are not counted). NDJSON: 1-based line number."
+    )
+    messageId: str | None = Field(
+        default=None, description="The row's messageId (given or generated); absent when the row could not be read."
+    )
+    code: str = Field(examples=["bad_number"])
+    reason: str = Field(examples=["revenue 'abc' is not a number"])
+
+
+class ImportResponse(BaseModel):
+    """Outcome of a bulk import. Rows are committed in chunks of 1,000; re-running the same file is safe."""
+
+    accepted: int = Field(description="Rows stored now.")
+    duplicates: int = Field(description="Rows already stored (same messageId, e.g. an earlier run of the same file).")
+    rejected_count: int = Field(description="Rows not stored.")
+    rejected: list[ImportRejection] = Field(
+        default_factory=list, description="The first 1,000 rejected rows, in row order."
+    )
+    rejected_truncated: bool = Field(default=False, description="True when more rows were rejected than listed.")

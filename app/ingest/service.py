@@ -18,6 +18,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import raw_connection
+from app.core.errors import ServiceUnavailable
 from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
 from app.ingest import repository
@@ -53,10 +54,9 @@ async def ingest(
     exclusive = False
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            async with session.begin_nested():
-                conn = await raw_connection(session)
-                await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
-                await _ingest_once(conn, workspace_id, messages, identity, received_at, result, exclusive)
+            conn = await raw_connection(session)
+            await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
+            await _ingest_once(conn, workspace_id, messages, identity, received_at, result, exclusive)
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -64,9 +64,14 @@ async def ingest(
         except asyncpg.exceptions.DeadlockDetectedError:
             exclusive = True
             log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
+        # The request has written nothing else, so the whole transaction can go (no savepoint
+        # round trips on the normal path); the session starts a fresh one on next use.
+        await session.rollback()
         result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
-        await asyncio.sleep(0.005 * attempt)
-    raise RuntimeError(f"ingest batch did not settle after {MAX_ATTEMPTS} attempts")
+        await asyncio.sleep(0.002 * attempt)
+    raise ServiceUnavailable(
+        "The batch kept colliding with concurrent writes to the same people; retry it.", headers={"Retry-After": "1"}
+    )
 
 
 async def _ingest_once(
@@ -80,7 +85,10 @@ async def _ingest_once(
 ) -> None:
     # Replays: messages already stored are duplicates and have no side effects (an old identify
     # replayed must not overwrite newer traits). Repeats inside the batch count the same way.
-    known = await repository.existing_message_ids(conn, workspace_id, [m.message_id for m in messages])
+    # Only identify and group messages change state beyond their own row, so only they need
+    # the look-up; the event insert's ON CONFLICT catches replays of everything else.
+    side_effects = [m.message_id for m in messages if m.type in ("identify", "group")]
+    known = await repository.existing_message_ids(conn, workspace_id, side_effects) if side_effects else set()
     fresh: list[ParsedMessage] = []
     seen: set[str] = set()
     for m in messages:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import DISPLAY_PREFIX_LEN, Scope, generate_key, hash_key
+from app.core.auth import DISPLAY_PREFIX_LEN, Scope, forget_key, generate_key, hash_key
 from app.core.errors import NotFound
 from app.workspaces import repository
 from app.workspaces.models import ApiKey, Workspace
@@ -66,4 +66,5 @@ async def revoke_key(session: AsyncSession, *, workspace_id: uuid.UUID, key_id: 
     key = await repository.revoke_key(session, workspace_id, key_id)
     if key is None:
         raise NotFound(f"No API key with id {key_id} in this workspace.")
+    forget_key(key.key_hash)
     return key

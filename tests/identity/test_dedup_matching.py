@@ -1,0 +1,220 @@
+"""Fuzzy duplicate detection: scoring on hand-made people, blocking, and a synthetic quality gate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from app.identity.dedup import (
+    DEFAULT_THRESHOLD,
+    CandidatePair,
+    DedupResult,
+    PersonRecord,
+    evaluate,
+    find_candidates,
+    generate_synthetic_people,
+    soundex,
+)
+from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
+
+SYNTHETIC_N = 5_000
+SYNTHETIC_SEED = 20_240_611
+
+JON = PersonRecord(
+    "a-jon", "Jonathan", "Smith", "jon.smith@gmail.com", "07911 123456", "SW1A 1AA", "12 High Street", date(1980, 4, 12)
+)
+# The same man from another source: typo, case, other e-mail, no phone, address written differently.
+JON_AGAIN = PersonRecord(
+    "b-jon", "JONATHON", "smith", "JonSmith@yahoo.co.uk", None, "sw1a1aa", "12, High St.", date(1980, 4, 12)
+)
+# His wife: same surname and address, different first name and birthdate.
+SARAH = PersonRecord(
+    "c-sarah", "Sarah", "Smith", "sarah.smith@gmail.com", "07700 900456", "SW1A 1AA", "12 High Street", date(1982, 7, 3)
+)
+# A namesake elsewhere.
+OTHER_JOHN = PersonRecord("d-john", "John", "Smith", "jsmith77@hotmail.com", None, "M1 1AE", "3 Mill Lane", None)
+MARIA = PersonRecord(
+    "e-maria", "María", "García", "maria.garcia@outlook.com", "+44 7700 900123", "EH1 1YZ", "5 Park Avenue", date(1975, 1, 30)
+)
+# Maria again with first and last name swapped, a nickname-free typo in the street and no e-mail.
+MARIA_SWAPPED = PersonRecord("f-maria", "Garcia", "Maria", None, None, "EH1 1YZ", "5 Prak Ave", date(1975, 1, 30))
+NEIGHBOUR = PersonRecord("g-neil", "Neil", "Stone", None, None, "SW1A 1AA", "14 High Street", date(1980, 4, 12))
+
+HAND_MADE = [JON, JON_AGAIN, SARAH, OTHER_JOHN, MARIA, MARIA_SWAPPED, NEIGHBOUR]
+
+
+def scores(records: list[PersonRecord]) -> dict[frozenset[str], CandidatePair]:
+    result = find_candidates(records, min_score=0.0)
+    return {frozenset((p.left_id, p.right_id)): p for p in result.pairs}
+
+
+def score_of(found: dict[frozenset[str], CandidatePair], a: PersonRecord, b: PersonRecord) -> float:
+    pair = found.get(frozenset((a.id, b.id)))
+    return 0.0 if pair is None else pair.score  # never compared: blocking says "not similar"
+
+
+# --- scoring on hand-made records -----------------------------------------------------------
+
+
+def test_obvious_duplicates_score_high_and_different_people_low() -> None:
+    found = scores(HAND_MADE)
+    assert score_of(found, JON, JON_AGAIN) > 0.8
+    assert score_of(found, MARIA, MARIA_SWAPPED) > 0.8
+    duplicates = {frozenset((JON.id, JON_AGAIN.id)), frozenset((MARIA.id, MARIA_SWAPPED.id))}
+    for key, pair in found.items():
+        if key not in duplicates:
+            assert pair.score < 0.5, pair  # wife, namesake, neighbour with the same birthday
+
+
+def test_pair_shape_and_evidence() -> None:
+    result = find_candidates(HAND_MADE)
+    assert isinstance(result, DedupResult)
+    assert [p.score for p in result.pairs] == sorted((p.score for p in result.pairs), reverse=True)
+    assert all(p.left_id < p.right_id and 0.5 <= p.score <= 1.0 for p in result.pairs)
+    assert len({(p.left_id, p.right_id) for p in result.pairs}) == len(result.pairs)
+
+    jon = next(p for p in result.pairs if {p.left_id, p.right_id} == {JON.id, JON_AGAIN.id})
+    assert (jon.left_id, jon.right_id) == ("a-jon", "b-jon")
+    ev = jon.evidence
+    assert ev["first_name"] == "typo" and ev["last_name"] == "exact"
+    assert ev["birthdate"] == "exact" and ev["location"] == "same_address"
+    assert ev["email"] == "local_part"  # jon.smith@gmail vs JonSmith@yahoo
+    assert "phone" not in ev  # missing on one side: not compared, no evidence either way
+    bits = sum(v for k, v in ev.items() if k.endswith("_bits") and k != "total_bits")
+    assert bits == pytest.approx(ev["total_bits"], abs=0.05)
+
+    maria = next(p for p in result.pairs if {p.left_id, p.right_id} == {MARIA.id, MARIA_SWAPPED.id})
+    assert maria.evidence["names_swapped"] == "yes"
+    assert maria.evidence["first_name"] == maria.evidence["last_name"] == "exact"
+
+
+def test_missing_fields_are_neutral() -> None:
+    base = PersonRecord("x1", "Harriet", "Quinn", None, None, "LS1 4AP", "9 Mill Road", date(1990, 2, 3))
+    copy = PersonRecord("x2", "Harriet", "Quinn", None, None, "LS1 4AP", "9 Mill Rd", date(1990, 2, 3))
+    others = [PersonRecord(f"o{i}", f"Person{i}", f"Other{i}", None, None, f"ZZ{i} 1AA", None, None) for i in range(20)]
+
+    full = score_of(scores([base, copy, *others]), base, copy)
+    no_birthdate = score_of(scores([base, replace(copy, birthdate=None), *others]), base, copy)
+    wrong_birthdate = score_of(scores([base, replace(copy, birthdate=date(1971, 11, 30)), *others]), base, copy)
+    assert full > no_birthdate > wrong_birthdate  # missing is between agreeing and disagreeing
+
+
+def test_empty_and_tiny_inputs() -> None:
+    assert find_candidates([]) == DedupResult(pairs=[], compared_pairs=0, skipped_blocks=0)
+    assert find_candidates([JON]).compared_pairs == 0
+    with pytest.raises(ValueError, match="unique"):
+        find_candidates([JON, JON])
+
+
+def test_soundex() -> None:
+    assert soundex("Robert") == soundex("Rupert") == "R163"
+    assert soundex("Ashcraft") == "A261"  # h does not separate s and c
+    assert soundex("Tymczak") == "T522"
+    assert soundex("Pfister") == "P236"
+    assert soundex("Smith") == soundex("Smyth") == soundex("SMITH")
+    assert soundex("Müller") == soundex("Muller")
+    assert soundex("") == soundex(None) == ""
+
+
+# --- blocking -------------------------------------------------------------------------------
+
+
+def test_oversized_blocks_are_skipped_and_counted() -> None:
+    # Twelve Smiths in one postcode with unrelated first names: one postcode+"s" block of 12.
+    firsts = ["Alan", "Beth", "Carl", "Dora", "Eric", "Fay", "Gus", "Hal", "Ivy", "Jude", "Kurt", "Lola"]
+    records = [PersonRecord(f"s{i:02d}", f, "Smith", postcode="AB1 2CD") for i, f in enumerate(firsts)]
+    capped = find_candidates(records, max_block_size=5)
+    assert capped.skipped_blocks >= 1
+    assert capped.compared_pairs == 0
+    uncapped = find_candidates(records, max_block_size=500)
+    assert uncapped.skipped_blocks == 0
+    assert uncapped.compared_pairs == len(records) * (len(records) - 1) // 2
+
+
+# --- synthetic data and the quality gate ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[list[PersonRecord], set[tuple[str, str]]]:
+    return generate_synthetic_people(SYNTHETIC_N, 0.1, SYNTHETIC_SEED)
+
+
+@pytest.fixture(scope="module")
+def matched(synthetic: tuple[list[PersonRecord], set[tuple[str, str]]]) -> DedupResult:
+    records, _ = synthetic
+    return find_candidates(records)
+
+
+def test_generator_is_reproducible_and_consistent(synthetic: tuple[list[PersonRecord], set[tuple[str, str]]]) -> None:
+    records, truth = synthetic
+    again, truth_again = generate_synthetic_people(SYNTHETIC_N, 0.1, SYNTHETIC_SEED)
+    assert again == records and truth_again == truth
+    assert generate_synthetic_people(200, 0.1, SYNTHETIC_SEED + 1)[0] != records[:200]
+
+    ids = {r.id for r in records}
+    assert len(records) == len(ids) == SYNTHETIC_N
+    assert all(a < b and a in ids and b in ids for a, b in truth)
+    assert len(truth) >= SYNTHETIC_N * 0.1  # every copy pairs with its original (plus copy-copy pairs)
+
+
+def test_synthetic_duplicates_share_no_normalised_identifier(
+    synthetic: tuple[list[PersonRecord], set[tuple[str, str]]],
+) -> None:
+    """The generator only makes duplicates that exact identifier linking cannot join."""
+    records, truth = synthetic
+    by_id = {r.id: r for r in records}
+    gb = IdentitySettings(default_region="GB")
+
+    def norm(type: str, raw: str | None) -> str | None:
+        try:
+            identifier = normalize_identifier(type, raw, gb)
+        except InvalidIdentifier:
+            return None
+        return identifier.value if identifier else None
+
+    for a, b in truth:
+        for type, field in (("email", "email"), ("phone", "phone")):
+            x, y = norm(type, getattr(by_id[a], field)), norm(type, getattr(by_id[b], field))
+            assert x is None or y is None or x != y, (a, b, type, x)
+
+
+def test_blocking_compares_a_tiny_fraction_of_all_pairs(matched: DedupResult) -> None:
+    all_pairs = SYNTHETIC_N * (SYNTHETIC_N - 1) // 2
+    assert 0 < matched.compared_pairs < all_pairs // 100  # < 1% of the 12.5 million pairs
+    assert matched.skipped_blocks == 0  # no block is anywhere near 500 records here
+
+
+def test_synthetic_quality_gate(
+    synthetic: tuple[list[PersonRecord], set[tuple[str, str]]], matched: DedupResult
+) -> None:
+    _, truth = synthetic
+    precision, recall, f1 = evaluate(matched.pairs, truth, DEFAULT_THRESHOLD)
+    assert precision >= 0.9, (precision, recall, f1)
+    assert recall >= 0.8, (precision, recall, f1)
+
+
+def test_scores_are_monotone_in_threshold(
+    synthetic: tuple[list[PersonRecord], set[tuple[str, str]]], matched: DedupResult
+) -> None:
+    _, truth = synthetic
+    recalls = [evaluate(matched.pairs, truth, t)[1] for t in (0.5, 0.7, 0.9)]
+    assert recalls == sorted(recalls, reverse=True)
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+
+def test_evaluate() -> None:
+    pairs = [
+        CandidatePair("a", "b", 0.95, {}),
+        CandidatePair("c", "d", 0.85, {}),
+        CandidatePair("e", "f", 0.55, {}),
+    ]
+    truth = {("a", "b"), ("e", "f"), ("g", "h")}
+    assert evaluate(pairs, truth, 0.9) == pytest.approx((1.0, 1 / 3, 0.5))
+    assert evaluate(pairs, truth, 0.5) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert evaluate(pairs, {("b", "a")}, 0.9) == pytest.approx((1.0, 1.0, 1.0))  # pairs are unordered
+    assert evaluate(pairs, truth, 0.99) == (0.0, 0.0, 0.0)
+    assert evaluate([], set(), 0.5) == (0.0, 1.0, 0.0)
