@@ -1,6 +1,7 @@
 """Imports every table so the metadata is complete (Alembic, tests)."""
 
 from app.core import db as _db  # noqa: F401  (naming convention first)
+from app.core.idempotency import IdempotencyRecord  # noqa: F401
 from app.identity.models import Identity, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401
 from app.ingest.models import Event  # noqa: F401
 from app.profiles.models import Account, AccountMember, Profile  # noqa: F401
