@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.identity.router import router as identity_router
 from app.ingest.imports_router import router as imports_router
 from app.ingest.router import router as ingest_router
 from app.profiles.router import router as profiles_router
@@ -15,6 +16,7 @@ v1.include_router(ingest_router)
 v1.include_router(imports_router)
 v1.include_router(events_router)
 v1.include_router(profiles_router)
+v1.include_router(identity_router)
 
 root = APIRouter()
 root.include_router(health_router)

@@ -206,7 +206,7 @@ def key_revoke(key_id: uuid.UUID, workspace: WorkspaceOpt) -> None:
 import_app = typer.Typer(help="Bulk-import profiles and events (orders) from CSV or NDJSON files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-_FORMAT_BY_SUFFIX = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV or NDJSON, optionally .gz.")]
 FormatOpt = Annotated[
     str | None, typer.Option("--format", help="csv or ndjson; by default from the extension (.csv, .ndjson, .jsonl).")
@@ -215,11 +215,13 @@ FormatOpt = Annotated[
 
 def _import_file(kind: str, path: Path, workspace: uuid.UUID, fmt: str | None, as_json: bool) -> None:
     """Stream a file into a workspace with the API's code path (app.ingest.imports.run_import)."""
+    from collections.abc import AsyncIterator
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from app.core.db import Database, create_engine
     from app.core.errors import AppError
-    from app.ingest.imports import ImportFormat, ImportKind, run_import
+    from app.ingest.imports import ImportFormat, ImportKind, ImportSummary, run_import
 
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] == [".gz"]:
@@ -237,14 +239,14 @@ def _import_file(kind: str, path: Path, workspace: uuid.UUID, fmt: str | None, a
         console=err_console, transient=True, disable=as_json or not err_console.is_terminal,
     )
 
-    async def chunks() -> Any:
+    async def chunks() -> AsyncIterator[bytes]:
         task = progress.add_task("import", total=path.stat().st_size)
         with path.open("rb") as fh:
             while block := fh.read(1 << 20):
                 progress.advance(task, len(block))
                 yield block
 
-    async def runner() -> Any:
+    async def runner() -> ImportSummary:
         settings = get_settings()
         db = Database(create_engine(url, settings))
         try:

@@ -12,8 +12,9 @@ Pipeline
 1. **Features**: each record is normalised once (names, postcode, address, e-mail local
    part, phone digits, phonetic keys) and value frequencies are counted.
 2. **Blocking**: a record is only compared with records sharing at least one blocking key
-   (postcode + initial, phonetic name + birth year, birthdate, e-mail local part, phone tail,
-   phonetic full name), so the cost grows with the block sizes rather than n^2. Blocks
+   (postcode + initial, phonetic surname + birth year, birthdate, phonetic full name, house
+   number + street, e-mail local part, phone tail), so the cost grows with the block sizes
+   rather than n^2. Blocks
    larger than ``max_block_size`` are skipped and counted: a key shared by thousands of
    records ("1970-01-01", a shop's phone number) carries no identifying information and
    would dominate the run time.
@@ -52,6 +53,7 @@ from app.identity.normalize import (
 )
 
 __all__ = [
+    "DEFAULT_EXPECTED_DUPLICATE_RATE",
     "DEFAULT_THRESHOLD",
     "CandidatePair",
     "DedupResult",
@@ -459,9 +461,9 @@ class _Scorer:
         self.postcode = Counter(f.postcode for f in features if f.postcode)
         self.address = Counter(f.address_key for f in features if f.address_key)
 
-    def _tf_bits(self, m: float, count: int, field: str) -> float:
+    def _tf_bits(self, m: float, count: int, kind: str) -> float:
         """Weight of an exact agreement on a value held by ``count`` of the n records."""
-        u0, floor = _TF_DEFAULT[field]
+        u0, floor = _TF_DEFAULT[kind]
         return _bits(m, max((count + _TF_PSEUDO_COUNT * u0) / (self.n + _TF_PSEUDO_COUNT), floor))
 
     def score(self, a: _Features, b: _Features) -> tuple[float, list[tuple[str, str, float]]]:

@@ -54,6 +54,10 @@ class ProfileMerge(SQLModel, table=True):
     absorbed_traits: dict = Field(
         default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"))
     )
+    survivor_traits: dict = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        description="The survivor's traits before the merge, restored by a split.",
+    )
     created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )

@@ -65,6 +65,11 @@ def identity_settings_from(workspace_settings: Mapping[str, Any] | None) -> Iden
     return dataclasses.replace(base, **kwargs) if kwargs else base
 
 
+def trait_strategies_from(workspace_settings: Mapping[str, Any] | None) -> dict[str, str]:
+    raw = ((workspace_settings or {}).get("identity") or {}).get("trait_strategies") or {}
+    return {str(k): str(v) for k, v in raw.items() if v in MERGE_STRATEGIES}
+
+
 def limit_for(settings: IdentitySettings, type_: str) -> int:
     return int(settings.limits.get(type_, settings.default_limit))
 
@@ -146,6 +151,7 @@ async def resolve(
     requests: Sequence[LinkRequest],
     settings: IdentitySettings,
     exclusive: bool,
+    trait_strategies: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Map every request to a profile, creating profiles and identities and merging as needed."""
     # 1. Which of the identifiers do we already know? (alias previousId may be either type)
@@ -228,7 +234,7 @@ async def resolve(
                     merge_causes.setdefault(frozenset(pa | pb), (req, (t, v)))
             else:
                 conflicts.append({
-                    "profiles": (set(uf.state[ra].profiles), set(uf.state[rb].profiles)),
+                    "index": req.index, "profiles": (set(uf.state[ra].profiles), set(uf.state[rb].profiles)),
                     "type": t, "value": v, "message_id": req.message_id,
                     "reason": _conflict_reason(uf.state[ra], uf.state[rb], settings),
                 })
@@ -264,7 +270,7 @@ async def resolve(
             await merge_profiles(
                 conn, workspace_id=workspace_id, survivor_id=survivor, absorbed_id=victim,
                 rule=_merge_rule(cause_req), identifier=cause_key,
-                message_id=cause_req.message_id if cause_req else None,
+                message_id=cause_req.message_id if cause_req else None, trait_strategies=trait_strategies,
             )
 
     # 5. New identifiers, in key order so concurrent batches cannot deadlock on them.
@@ -367,11 +373,9 @@ def _conflict_reason(a: _Component, b: _Component, settings: IdentitySettings) -
 async def _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of) -> None:
     rows = []
     for c in conflicts:
-        mine, theirs = c["profiles"]
-        profile = next(iter(mine), None) or next(iter(theirs), None)
-        other = next(iter(theirs), None) if mine else None
-        if profile is None:
-            continue  # both sides brand new: nothing to show on a profile
+        _, theirs = c["profiles"]
+        profile = component_profile[uf.find(primary_of[c["index"]])]  # where the message ended up
+        other = next(iter(theirs), None)
         rows.append((uuid7(), profile, other, c["type"], c["value"], c["reason"], c["message_id"]))
     if rows:
         await conn.executemany(
@@ -439,11 +443,12 @@ async def merge_profiles(
     )
     await conn.execute(
         """INSERT INTO profile_merge (workspace_id, id, survivor_id, absorbed_id, rule, identifier_type,
-               identifier_value, message_id, absorbed_identities, absorbed_traits)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10::text::jsonb)""",
+               identifier_value, message_id, absorbed_identities, absorbed_traits, survivor_traits)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10::text::jsonb, $11::text::jsonb)""",
         workspace_id, merge_id, survivor_id, absorbed_id, rule,
         identifier[0] if identifier else None, identifier[1] if identifier else None, message_id,
         orjson.dumps([dict(r) for r in moved]).decode(), orjson.dumps(_json(absorbed["traits"])).decode(),
+        orjson.dumps(_json(survivor["traits"])).decode(),
     )
     return merge_id
 
@@ -489,3 +494,182 @@ def merge_traits(versions: Iterable[tuple[Any, dict[str, Any]]], strategies: Map
                         current.append(item)
                 out[key] = current
     return out
+
+
+# --- Operations behind the API: manual merge, split, ledger, settings, conflicts -------------
+
+
+async def manual_merge(
+    session: Any,
+    *,
+    workspace_id: uuid.UUID,
+    profile_ids: Sequence[uuid.UUID],
+    survivor_id: uuid.UUID | None,
+    dry_run: bool,
+    workspace_settings: Mapping[str, Any],
+    rule: str = "manual",
+) -> dict[str, Any]:
+    """Merge profiles into one, honouring identity limits. A dry run computes the same result
+    and writes nothing."""
+    from app.core.db import raw_connection
+    from app.core.errors import Conflict, NotFound, ValidationFailed
+
+    ids = list(dict.fromkeys(profile_ids))
+    if len(ids) < 2:
+        raise ValidationFailed("A merge needs at least two different profiles.")
+    if survivor_id is not None and survivor_id not in ids:
+        raise ValidationFailed("survivor_id must be one of profile_ids.")
+    conn = await raw_connection(session)
+    if not dry_run:
+        await lock_workspace(conn, workspace_id, exclusive=True)
+    rows = await conn.fetch(
+        "SELECT id, traits, created_at, updated_at, merged_into FROM profile WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+        workspace_id, ids,
+    )
+    found = {r["id"]: r for r in rows}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"No profile with id {', '.join(missing)} in this workspace.")
+    merged = [str(r["id"]) for r in rows if r["merged_into"] is not None]
+    if merged:
+        raise Conflict(f"Profile {', '.join(merged)} was already merged into another profile; merge that one instead.")
+    survivor = survivor_id or min(ids, key=lambda i: (found[i]["created_at"], i))  # the oldest survives
+    absorbed = [i for i in ids if i != survivor]
+    identities = await conn.fetch(
+        "SELECT profile_id, type, value, raw FROM identity WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
+        workspace_id, ids,
+    )
+    settings = identity_settings_from(workspace_settings)
+    by_type: dict[str, set[str]] = defaultdict(set)
+    for r in identities:
+        by_type[r["type"]].add(r["value"])
+    for t, values in sorted(by_type.items()):
+        if len(values) > limit_for(settings, t):
+            raise Conflict(
+                f"Merging would give one profile {len(values)} values of {t} ({', '.join(sorted(values))}); "
+                f"the workspace allows {limit_for(settings, t)}.",
+                code="identity_conflict",
+            )
+    strategies = trait_strategies_from(workspace_settings)
+    traits = merge_traits([(r["updated_at"], _json(r["traits"])) for r in rows], strategies)
+    merge_ids: list[uuid.UUID] = []
+    if not dry_run:
+        for victim in absorbed:
+            merge_ids.append(
+                await merge_profiles(conn, workspace_id=workspace_id, survivor_id=survivor, absorbed_id=victim,
+                                     rule=rule, trait_strategies=strategies)
+            )
+        traits = _json(await conn.fetchval(
+            "SELECT traits FROM profile WHERE workspace_id = $1 AND id = $2", workspace_id, survivor
+        ))
+    return {
+        "dry_run": dry_run, "survivor_id": survivor, "absorbed_ids": absorbed, "merge_ids": merge_ids,
+        "identifiers": sorted(({"type": r["type"], "value": r["value"], "raw": r["raw"]} for r in identities),
+                              key=lambda i: (i["type"], i["value"])),
+        "traits": traits,
+    }
+
+
+async def split(
+    session: Any,
+    *,
+    workspace_id: uuid.UUID,
+    profile_id: uuid.UUID,
+    merge_id: uuid.UUID | None = None,
+    absorbed_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """Undo a merge from the ledger: the absorbed profile comes back with the identifiers and
+    events the merge moved, and both profiles get their traits from before the merge."""
+    from app.core.db import raw_connection
+    from app.core.errors import Conflict, NotFound, ValidationFailed
+
+    conn = await raw_connection(session)
+    await lock_workspace(conn, workspace_id, exclusive=True)
+    query = """SELECT * FROM profile_merge WHERE workspace_id = $1 AND undone_at IS NULL
+               AND (survivor_id = $2 OR absorbed_id = $2)"""
+    entries = [dict(r) for r in await conn.fetch(query + " ORDER BY created_at DESC", workspace_id, profile_id)]
+    if merge_id is not None:
+        entries = [e for e in entries if e["id"] == merge_id]
+    elif absorbed_id is not None:
+        entries = [e for e in entries if e["absorbed_id"] == absorbed_id]
+    else:
+        as_absorbed = [e for e in entries if e["absorbed_id"] == profile_id]
+        entries = as_absorbed or entries
+        if len(entries) > 1:
+            raise ValidationFailed(
+                f"Profile {profile_id} has {len(entries)} merges; say which with merge_id or absorbed_id.",
+                code="ambiguous_split",
+            )
+    if not entries:
+        raise NotFound(f"No merge to undo for profile {profile_id} in this workspace.")
+    entry = entries[0]
+    survivor, restored = entry["survivor_id"], entry["absorbed_id"]
+    later = await conn.fetchval(
+        """SELECT count(*) FROM profile_merge WHERE workspace_id = $1 AND undone_at IS NULL
+           AND (absorbed_id = $2) AND created_at > $3""",
+        workspace_id, survivor, entry["created_at"],
+    )
+    if later:
+        raise Conflict(f"Profile {survivor} was itself merged later; split that merge first.")
+    identities = _json_list(entry["absorbed_identities"])
+    moved_ids = await conn.execute(
+        """UPDATE identity AS i SET profile_id = $3
+           FROM jsonb_to_recordset($4::text::jsonb) AS k(type text, value text)
+           WHERE i.workspace_id = $1 AND i.profile_id = $2 AND i.type = k.type AND i.value = k.value""",
+        workspace_id, survivor, restored, orjson.dumps(identities).decode(),
+    )
+    moved_events = await conn.execute(
+        """UPDATE event AS e SET profile_id = $3
+           FROM profile_merge_event AS m
+           WHERE m.workspace_id = $1 AND m.merge_id = $4 AND e.workspace_id = $1
+             AND e.message_id = m.message_id AND e.profile_id = $2""",
+        workspace_id, survivor, restored, entry["id"],
+    )
+    await conn.execute(
+        "UPDATE profile SET merged_into = NULL, traits = $3::text::jsonb, updated_at = now() WHERE workspace_id = $1 AND id = $2",
+        workspace_id, restored, orjson.dumps(_json(entry["absorbed_traits"])).decode(),
+    )
+    await conn.execute(
+        "UPDATE profile SET traits = $3::text::jsonb, updated_at = now() WHERE workspace_id = $1 AND id = $2",
+        workspace_id, survivor, orjson.dumps(_json(entry["survivor_traits"])).decode(),
+    )
+    await conn.execute(
+        "UPDATE profile_merge SET undone_at = now() WHERE workspace_id = $1 AND id = $2", workspace_id, entry["id"]
+    )
+    return {
+        "merge_id": entry["id"], "survivor_id": survivor, "restored_id": restored,
+        "identifiers_moved": int(moved_ids.split()[-1]), "events_moved": int(moved_events.split()[-1]),
+    }
+
+
+def _json_list(value: Any) -> list[Any]:
+    if isinstance(value, str | bytes):
+        return orjson.loads(value)
+    return list(value or [])
+
+
+async def list_merges(session: Any, *, workspace_id: uuid.UUID, profile_id: uuid.UUID) -> list[Any]:
+    import sqlalchemy as sa
+
+    from app.identity.models import ProfileMerge
+
+    stmt = (
+        sa.select(ProfileMerge)
+        .where(ProfileMerge.workspace_id == workspace_id,
+               sa.or_(ProfileMerge.survivor_id == profile_id, ProfileMerge.absorbed_id == profile_id))
+        .order_by(ProfileMerge.created_at.desc())
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def list_conflicts(
+    session: Any, *, workspace_id: uuid.UUID, profile_id: uuid.UUID | None, limit: int
+) -> list[Any]:
+    import sqlalchemy as sa
+
+    from app.identity.models import IdentityConflict
+
+    stmt = sa.select(IdentityConflict).where(IdentityConflict.workspace_id == workspace_id)
+    if profile_id is not None:
+        stmt = stmt.where(sa.or_(IdentityConflict.profile_id == profile_id, IdentityConflict.other_profile_id == profile_id))
+    return list((await session.execute(stmt.order_by(IdentityConflict.created_at.desc()).limit(limit))).scalars())

@@ -288,7 +288,7 @@ class RowReader:
         self.kind = kind
         self.fmt = fmt
         self._inflater = _Inflater(gzip=gzip, limit=max_bytes)
-        self._pending = b""  # the incomplete last line
+        self._pending = bytearray()  # the incomplete last line (a bytearray: appending tiny pieces stays linear)
         self._line_no = 0
         self._records = 0  # non-blank records seen (the CSV header included)
         self._parts: list[bytes] = []  # lines of an unfinished CSV record
@@ -300,20 +300,18 @@ class RowReader:
 
     def feed(self, data: bytes) -> Iterator[Item]:
         for piece in self._inflater.feed(data):
-            if b"\n" not in piece:
-                self._pending += piece
-                self._check_pending()
-                continue
-            lines = (self._pending + piece).split(b"\n")
-            self._pending = lines.pop()
+            self._pending += piece
+            if b"\n" in piece:
+                *lines, last = self._pending.split(b"\n")
+                self._pending = bytearray(last)
+                for line in lines:
+                    yield from self._line(bytes(line))
             self._check_pending()
-            for line in lines:
-                yield from self._line(line)
 
     def finish(self) -> Iterator[Item]:
         self._inflater.finish()  # before the last line: a truncated stream must not import half a row
         if self._pending:
-            line, self._pending = self._pending, b""
+            line, self._pending = bytes(self._pending), bytearray()
             yield from self._line(line)
         if self._parts:
             self._parts = []
@@ -367,9 +365,9 @@ class RowReader:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            return RowError(row, None, "malformed_json", f"line {row} is not valid JSON: {exc}")
+            return RowError(row, None, "malformed_json", f"not valid JSON: {exc}")
         if not isinstance(obj, dict):
-            return RowError(row, None, "not_an_object", f"line {row} must be a JSON object, got {type(obj).__name__}")
+            return RowError(row, None, "not_an_object", f"a line must be a JSON object, got {type(obj).__name__}")
         return convert_row(self.kind, row, obj, flat=not _is_segment_message(obj))
 
     def _csv_record(self, record: bytes) -> Item | None:
@@ -381,12 +379,12 @@ class RowReader:
         try:
             cells = next(csv.reader((record.decode("utf-8"),)))
         except UnicodeDecodeError as exc:
-            return RowError(row, None, "bad_encoding", f"row {row} is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+            return RowError(row, None, "bad_encoding", f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the row)")
         except csv.Error as exc:
-            return RowError(row, None, "malformed_csv", f"row {row}: {exc}")
+            return RowError(row, None, "malformed_csv", str(exc))
         if len(cells) > len(self._columns):
             return RowError(
-                row, None, "malformed_csv", f"row {row} has {len(cells)} cells; the header has {len(self._columns)} columns"
+                row, None, "malformed_csv", f"the row has {len(cells)} cells; the header has {len(self._columns)} columns"
             )
         # Fewer cells than columns reads as empty trailing cells, as csv.DictReader does.
         raw = {name: cell.strip() for name, cell in zip(self._columns, cells) if cell.strip()}
@@ -477,7 +475,7 @@ class _Importer:
             future_tolerance=timedelta(seconds=self.settings.ingest_future_tolerance_seconds), identity=self.identity,
         )
         errors += [RowError(rows[r.index], r.message_id, r.code, r.reason) for r in rejected]
-        # No ingest gate: an import is one long request by an admin-scoped key, not SDK traffic.
+        # No ingest gate: an import is one long, sequential request with a secret key, not SDK traffic.
         result = await service.ingest(
             self.session, workspace_id=self.workspace_id, messages=parsed, identity=self.identity, received_at=received_at
         )

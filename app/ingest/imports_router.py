@@ -14,7 +14,7 @@ from app.core.auth import Principal, WritePrincipal
 from app.core.db import SessionDep
 from app.core.errors import BadRequest, UnsupportedMediaType, responses
 from app.ingest.imports import ImportFormat, ImportKind, run_import
-from app.ingest.schemas import ImportRejection, ImportResponse
+from app.ingest.schemas import ImportResponse
 
 router = APIRouter(tags=["ingest"])
 
@@ -90,11 +90,7 @@ async def _import(request: Request, session: AsyncSession, principal: Principal,
         session, request.app.state.settings, workspace_id=principal.workspace_id, kind=kind, fmt=fmt,
         body=_stream(request), gzip=gzip,
     )
-    return ImportResponse(
-        accepted=summary.accepted, duplicates=summary.duplicates, rejected_count=summary.rejected_count,
-        rejected=[ImportRejection(row=e.row, messageId=e.message_id, code=e.code, reason=e.reason) for e in summary.rejected],
-        rejected_truncated=summary.rejected_truncated,
-    )
+    return ImportResponse.model_validate(summary.as_dict())
 
 
 @router.post(

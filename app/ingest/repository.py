@@ -71,27 +71,6 @@ async def insert_events(
     return len(rows)
 
 
-async def apply_traits(conn: Any, workspace_id: uuid.UUID, updates: dict[uuid.UUID, dict[str, Any]]) -> None:
-    """traits := ((set_once || (traits - unset)) || set) for each profile, in one statement."""
-    if not updates:
-        return
-    ids = list(updates)
-    await conn.execute(
-        """
-        UPDATE profile AS p
-        SET traits = (v.once::jsonb || (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.unset::jsonb))))
-                     || v.set::jsonb,
-            updated_at = now()
-        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS v(id, set, once, unset)
-        WHERE p.workspace_id = $1 AND p.id = v.id
-        """,
-        workspace_id, ids,
-        [_dumps(updates[i]["set"]) for i in ids],
-        [_dumps(updates[i]["once"]) for i in ids],
-        [orjson.dumps(sorted(updates[i]["unset"])).decode() for i in ids],
-    )
-
-
 async def upsert_accounts(
     conn: Any, workspace_id: uuid.UUID, traits_by_group: dict[str, dict[str, Any]], members: set[tuple[str, uuid.UUID]]
 ) -> None:

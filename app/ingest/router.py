@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from app.core.auth import BasicCredentials, authenticate_write_key
 from app.core.db import SessionDep
 from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, responses
-from app.identity.service import identity_settings_from
+from app.identity.service import identity_settings_from, trait_strategies_from
 from app.ingest import service
 from app.ingest.parser import Rejection, parse_batch, parse_timestamp, MessageError
 from app.ingest.schemas import IngestRejection, IngestResponse
@@ -74,7 +74,8 @@ async def _ingest(request: Request, session, payload: Any, messages: list[Any], 
     gate = request.app.state.ingest_gate
     async with gate.admit(principal.workspace_id, max(len(parsed), 1)):
         result = await service.ingest(
-            session, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at
+            session, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
+            trait_strategies=trait_strategies_from(principal.workspace_settings),
         )
     return IngestResponse(
         accepted=result.accepted, duplicates=result.duplicates,

@@ -23,6 +23,7 @@ from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
 from app.ingest import repository
 from app.ingest.parser import ParsedMessage, Rejection
+from app.profiles import service as profile_service
 
 log = logging.getLogger("clientele.ingest")
 MAX_ATTEMPTS = 6
@@ -45,6 +46,7 @@ async def ingest(
     messages: list[ParsedMessage],
     identity: IdentitySettings,
     received_at: datetime,
+    trait_strategies: dict[str, str] | None = None,
 ) -> IngestResult:
     """Store the messages idempotently. Retries the whole batch inside a savepoint when it
     loses an identity race or needs the workspace's exclusive lock to merge."""
@@ -56,7 +58,9 @@ async def ingest(
         try:
             conn = await raw_connection(session)
             await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
-            await _ingest_once(conn, workspace_id, messages, identity, received_at, result, exclusive)
+            await _ingest_once(
+                conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {}
+            )
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -82,6 +86,7 @@ async def _ingest_once(
     received_at: datetime,
     result: IngestResult,
     exclusive: bool,
+    trait_strategies: dict[str, str],
 ) -> None:
     # Replays: messages already stored are duplicates and have no side effects (an old identify
     # replayed must not overwrite newer traits). Repeats inside the batch count the same way.
@@ -109,7 +114,8 @@ async def _ingest_once(
         for m in fresh
     ]
     resolution = await identity_service.resolve(
-        conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive
+        conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive,
+        trait_strategies=trait_strategies,
     )
     profile_of = resolution.profile_of
     result.profiles_created = len(resolution.new_profiles)
@@ -135,7 +141,7 @@ async def _ingest_once(
         elif m.type == "group" and m.group_id:
             accounts[m.group_id].update(m.traits)
             members.add((m.group_id, pid))
-    await repository.apply_traits(conn, workspace_id, trait_updates)
+    await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
     await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
     inserted = await repository.insert_events(conn, workspace_id, received_at, fresh, profile_of)
     result.accepted = inserted

@@ -68,3 +68,17 @@ async def revoke_key(session: AsyncSession, *, workspace_id: uuid.UUID, key_id: 
         raise NotFound(f"No API key with id {key_id} in this workspace.")
     forget_key(key.key_hash)
     return key
+
+
+async def update_settings_section(
+    session: AsyncSession, *, workspace_id: uuid.UUID, section: str, value: dict
+) -> Workspace:
+    """Replace one section of the workspace's settings (e.g. "identity")."""
+    from app.core.auth import forget_workspace
+
+    workspace = await get_workspace(session, workspace_id=workspace_id)
+    workspace.settings = {**(workspace.settings or {}), section: value}
+    session.add(workspace)
+    await session.flush()
+    forget_workspace(workspace_id)  # ingest caches settings with the write key
+    return workspace

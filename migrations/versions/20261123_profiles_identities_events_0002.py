@@ -103,6 +103,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.Text(), nullable=True),
     sa.Column('absorbed_identities', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'::jsonb"), nullable=False),
     sa.Column('absorbed_traits', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('survivor_traits', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('undone_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspace.id'], name=op.f('fk_profile_merge_workspace_id_workspace'), ondelete='CASCADE'),

@@ -38,7 +38,7 @@ OTHER_JOHN = PersonRecord("d-john", "John", "Smith", "jsmith77@hotmail.com", Non
 MARIA = PersonRecord(
     "e-maria", "María", "García", "maria.garcia@outlook.com", "+44 7700 900123", "EH1 1YZ", "5 Park Avenue", date(1975, 1, 30)
 )
-# Maria again with first and last name swapped, a nickname-free typo in the street and no e-mail.
+# Maria again: first and last name swapped, accents lost, a typo in the street, no e-mail or phone.
 MARIA_SWAPPED = PersonRecord("f-maria", "Garcia", "Maria", None, None, "EH1 1YZ", "5 Prak Ave", date(1975, 1, 30))
 NEIGHBOUR = PersonRecord("g-neil", "Neil", "Stone", None, None, "SW1A 1AA", "14 High Street", date(1980, 4, 12))
 
