@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from app.dedup.router import router as dedup_router
 from app.events.router import router as events_router
 from app.health.router import router as health_router
 from app.identity.router import router as identity_router
@@ -17,6 +18,7 @@ v1.include_router(imports_router)
 v1.include_router(events_router)
 v1.include_router(profiles_router)
 v1.include_router(identity_router)
+v1.include_router(dedup_router)
 
 root = APIRouter()
 root.include_router(health_router)

@@ -64,6 +64,33 @@ class Settings(BaseSettings):
         default=300, ge=0, description="Timestamps further than this in the future are clamped."
     )
 
+    # Background jobs (PostgreSQL queue, see app/jobs).
+    run_worker: bool | None = Field(
+        default=None,
+        description="Run the job worker inside the API process (the embedded default). "
+        "Unset means on, except with CLIENTELE_ENV=test.",
+    )
+    worker_concurrency: int = Field(default=4, ge=1, description="Jobs one worker process runs at once.")
+    traits_refresh_cron: str = Field(
+        default="0 * * * *",
+        description="When every workspace's computed traits are fully refreshed (cron, UTC); empty disables it.",
+    )
+    traits_incremental_delay_seconds: float = Field(
+        default=10, gt=0, le=3600,
+        description="Debounce window: profiles touched by events are refreshed together at most this late.",
+    )
+    clv_refit_hours: float = Field(
+        default=24, ge=0,
+        description="A full refresh refits a workspace's CLV model older than this; 0 never refits automatically.",
+    )
+
+    @model_validator(mode="after")
+    def _default_worker(self) -> Settings:
+        # Tests drive jobs themselves; everywhere else `serve` embeds the worker unless told not to.
+        if self.run_worker is None:
+            self.run_worker = self.env != "test"
+        return self
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.env == "production" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:

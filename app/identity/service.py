@@ -38,8 +38,13 @@ LOOKUP_IDENTITIES = """
 SELECT k.type, k.value,
        (SELECT i.profile_id FROM identity AS i
         WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id
-FROM unnest($2::text[], $3::text[]) AS k(type, value)
+FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
 """
+
+
+def _keys_json(keys: Sequence[tuple[str, str]]) -> str:
+    # One JSON parameter instead of two arrays: far less driver work per element.
+    return orjson.dumps([{"type": t, "value": v} for t, v in keys]).decode()
 
 
 class RetryBatch(Exception):
@@ -162,7 +167,7 @@ async def resolve(
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
     ordered = sorted(lookup)
-    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, [t for t, _ in ordered], [v for _, v in ordered])
+    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, _keys_json(ordered))
     known: dict[tuple[str, str], uuid.UUID] = {
         (r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None
     }
@@ -173,6 +178,22 @@ async def resolve(
             ptype = "user_id" if ("user_id", prev) in known else "anonymous_id"
             if (ptype, prev) not in {(t, v) for t, v, _ in req.keys}:
                 req.keys.append((ptype, prev, prev))
+
+    # Fast path, the bulk of steady traffic: every identifier of the message is known and
+    # points at one profile. Nothing to create, link or check.
+    settled: dict[int, uuid.UUID] = {}
+    pending: list[LinkRequest] = []
+    for req in requests:
+        first = known.get((req.keys[0][0], req.keys[0][1]))
+        if first is not None and all(known.get((t, v)) == first for t, v, _ in req.keys[1:]):
+            settled[req.index] = first
+        else:
+            pending.append(req)
+    if not pending:
+        return Resolution(profile_of=settled, new_profiles=[], merges=0, conflicts=0)
+    requests = pending
+    pending_keys = {(t, v) for req in requests for t, v, _ in req.keys}
+    known = {k: p for k, p in known.items() if k in pending_keys}
 
     # 2. Do any messages link identifiers across profiles, or add identifiers to a known
     # profile? Only then do we need the existing identifiers of those profiles (for limits).
@@ -287,14 +308,19 @@ async def resolve(
         returned = await conn.fetch(
             """
             INSERT INTO identity (workspace_id, type, value, raw, profile_id, source_message_id)
-            SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[])
+            SELECT $1, k.type, k.value, k.raw, k.profile_id, k.message_id
+            FROM jsonb_to_recordset($2::text::jsonb)
+                 AS k(type text, value text, raw text, profile_id uuid, message_id text)
+            ORDER BY k.type, k.value
             ON CONFLICT DO NOTHING
             RETURNING type, value
             """,
             workspace_id,
-            [t for t, _ in keys_sorted], [v for _, v in keys_sorted],
-            [inserts[k][0] for k in keys_sorted], [inserts[k][1] for k in keys_sorted],
-            [inserts[k][2] for k in keys_sorted],
+            orjson.dumps([
+                {"type": k[0], "value": k[1], "raw": inserts[k][0], "profile_id": str(inserts[k][1]),
+                 "message_id": inserts[k][2]}
+                for k in keys_sorted
+            ]).decode(),
         )
         if len(returned) != len(keys_sorted):
             replaced = await _adopt_concurrent_profiles(
@@ -309,6 +335,7 @@ async def resolve(
         await _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of)
 
     profile_of = {req.index: component_profile[uf.find(primary_of[req.index])] for req in requests}
+    profile_of.update(settled)
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
                       conflicts=len(conflicts))
 
@@ -328,7 +355,7 @@ async def _adopt_concurrent_profiles(
     batch is retried under the workspace's exclusive lock, where no race is possible.
     """
     lost = sorted(k for k in inserts if k not in inserted)
-    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, [t for t, _ in lost], [v for _, v in lost])
+    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, _keys_json(lost))
     owner = {(r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None}
     keys_of: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
     for key, (_, pid, _) in inserts.items():

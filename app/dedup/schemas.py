@@ -1,0 +1,118 @@
+"""API shapes of the dedup domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.core.pagination import CursorPage
+from app.identity.dedup import DEFAULT_THRESHOLD
+
+CandidateStatus = Literal["pending", "merged", "rejected"]
+
+#: Largest block a run may expand. A block of k records costs k(k-1)/2 comparisons, so the
+#: cap keeps one junk value (a default birthdate, a shop's phone) from dominating a run.
+MAX_BLOCK_SIZE = 2000
+
+
+class DedupRunCreate(BaseModel):
+    """Parameters of a de-duplication run over the workspace's profiles."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"threshold": 0.9, "min_score": 0.5, "max_block_size": 500, "dry_run": False}]},
+    )
+    threshold: float | None = Field(
+        default=DEFAULT_THRESHOLD, ge=0.0, le=1.0,
+        description="Merge candidates scoring at or above this automatically (ledger rule `dedup`); "
+                    "null never merges automatically, everything waits for review.",
+    )
+    min_score: float = Field(
+        default=0.5, ge=0.1, le=1.0,
+        description="Record candidates scoring at or above this. Below 0.1 nearly every compared pair "
+                    "would be queued, which is noise, not a review queue.",
+    )
+    max_block_size: int = Field(
+        default=500, ge=2, le=MAX_BLOCK_SIZE,
+        description="Blocks (records sharing one blocking key) larger than this are not expanded into "
+                    "pairs and are counted in `skipped_blocks`.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Find and record the candidates but merge nothing: a preview of what the threshold would do.",
+    )
+
+    @model_validator(mode="after")
+    def _threshold_not_below_min_score(self) -> Self:
+        # Pairs under min_score are never recorded, so a lower threshold would silently act
+        # as min_score; refuse it rather than let the request mean something else.
+        if self.threshold is not None and self.threshold < self.min_score:
+            raise ValueError("threshold must be at least min_score (or null to never merge automatically)")
+        return self
+
+
+class DedupRunCounts(BaseModel):
+    """What a run looked at and what it did."""
+
+    profiles_scanned: int = Field(description="Live (not merged-away) profiles with at least one matchable trait.")
+    pairs_compared: int = Field(description="Pairs scored after blocking (not all pairs: see docs/DEDUP.md).")
+    candidates: int = Field(description="Pairs at or above min_score recorded by this run (pending or merged).")
+    auto_merged: int = Field(description="Candidates this run merged because they reached the threshold.")
+    merge_conflicts: int = Field(
+        description="Candidates at or above the threshold that identity limits kept apart (e.g. two user_ids); "
+                    "they stay pending with the reason."
+    )
+    already_decided: int = Field(description="Pairs found again that were rejected or merged before: not proposed again.")
+    shared_identifier: int = Field(
+        description="Pairs sharing an identifier: identity resolution links those (or records the conflict), not dedup."
+    )
+    skipped_blocks: int = Field(description="Blocks larger than max_block_size that were not expanded.")
+
+
+class DedupRunPublic(BaseModel):
+    """A de-duplication run: parameters, status and counts."""
+
+    id: uuid.UUID
+    status: Literal["queued", "running", "completed", "failed"] = Field(
+        description="Runs are synchronous for now, so a returned run is `completed`."
+    )
+    threshold: float | None = Field(description="Auto-merge threshold; null when the run never merged automatically.")
+    min_score: float
+    max_block_size: int
+    dry_run: bool
+    counts: DedupRunCounts
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class DedupRunPage(CursorPage[DedupRunPublic]):
+    """A page of dedup runs, newest first."""
+
+
+class DedupCandidatePublic(BaseModel):
+    """Two profiles that are probably one person, with the evidence and the decision."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    run_id: uuid.UUID = Field(description="The latest run that proposed the pair.")
+    profile_a_id: uuid.UUID = Field(description="The pair's profile with the smaller id.")
+    profile_b_id: uuid.UUID
+    score: float = Field(description="The matcher's probability that both are the same person (0-1).", examples=[0.97])
+    evidence: dict[str, float | str] = Field(
+        description="Per compared field the comparison level and its weight in bits, plus prior_bits and total_bits.",
+        examples=[{"prior_bits": -8.9, "total_bits": 17.2, "first_name": "typo", "first_name_bits": 4.32,
+                   "last_name": "exact", "last_name_bits": 6.1, "birthdate": "exact", "birthdate_bits": 12.4,
+                   "location": "same_postcode", "location_bits": 6.0}],
+    )
+    status: CandidateStatus
+    reason: str | None = Field(description="Why a pair above the threshold was not merged, or how it was decided.")
+    merge_id: uuid.UUID | None = Field(description="The merge ledger entry, once merged.")
+    created_at: datetime = Field(description="When a run first proposed the pair.")
+    decided_at: datetime | None
+
+
+class DedupCandidatePage(CursorPage[DedupCandidatePublic]):
+    """A page of candidate pairs, highest score first."""

@@ -1,0 +1,447 @@
+"""De-duplication runs and the review of their candidate pairs.
+
+A run loads a workspace's live profiles in one query, maps their traits to
+:class:`~app.identity.dedup.PersonRecord` (the mapping is :func:`record_from_traits`), lets
+the pure matcher find scored pairs, drops the pairs identity resolution is responsible for,
+records the rest as candidates and merges those at or above the threshold through
+``identity_service.manual_merge`` (ledger rule ``dedup``, so ``split`` undoes them).
+
+The run is synchronous: a bounded in-memory pass (at most :data:`MAX_PROFILES` profiles)
+inside the caller's transaction. When the Postgres job queue lands it becomes a job that
+calls :func:`run_dedup` with the same arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import raw_connection
+from app.core.errors import AppError, BadRequest, Conflict, NotFound
+from app.core.ids import uuid7
+from app.core.pagination import decode_cursor, encode_cursor
+from app.dedup import repository
+from app.dedup.models import DedupCandidate, DedupRun
+from app.dedup.schemas import DedupCandidatePublic, DedupRunCounts, DedupRunPublic
+from app.identity import service as identity_service
+from app.identity.dedup import CandidatePair, PersonRecord, find_candidates
+from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
+from app.profiles import service as profile_service
+from app.workspaces import service as workspace_service
+
+#: Most profiles one synchronous run scans. Matching 100,000 records takes ~25 s and a few
+#: hundred MB (docs/DEDUP.md); beyond that a request is the wrong place for it.
+MAX_PROFILES = 100_000
+
+MERGE_RULE = "dedup"
+
+# Trait keys the matcher reads, by field. snake_case as in the issue, camelCase as in the
+# Segment spec of reserved identify traits (firstName, address.postalCode, ...).
+FIRST_NAME_KEYS = ("first_name", "firstName")
+LAST_NAME_KEYS = ("last_name", "lastName")
+NAME_KEYS = ("name",)
+EMAIL_KEYS = ("email",)
+PHONE_KEYS = ("phone",)
+POSTCODE_KEYS = ("postcode", "zip", "postal_code", "postalCode")
+STREET_KEYS = ("street",)
+CITY_KEYS = ("city",)
+ADDRESS_KEYS = ("address",)  # a string, or a Segment address object {street, city, postalCode}
+BIRTHDATE_KEYS = ("birthdate", "birthday")
+MATCHABLE_TRAITS: tuple[str, ...] = (
+    *FIRST_NAME_KEYS, *LAST_NAME_KEYS, *NAME_KEYS, *EMAIL_KEYS, *PHONE_KEYS, *POSTCODE_KEYS,
+    *STREET_KEYS, *CITY_KEYS, *ADDRESS_KEYS, *BIRTHDATE_KEYS,
+)
+_OLDEST_BIRTHDATE = date(1900, 1, 1)  # before this it is a placeholder, not a birthday
+
+
+class DedupTooLarge(AppError):
+    status, code, title = 422, "dedup_too_large", "Unprocessable Content"
+
+
+class CandidateDecided(Conflict):
+    code = "candidate_decided"
+
+
+# --- traits -> PersonRecord ------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A usable scalar as stripped text (numbers too: ZIP codes and phones arrive as numbers)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _first(source: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    for key in keys:
+        if (text := _text(source.get(key))) is not None:
+            return text
+    return None
+
+
+def _split_name(name: str) -> tuple[str | None, str | None]:
+    """ "Jonathan Smith" -> (Jonathan, Smith); "Smith, Jonathan" -> (Jonathan, Smith); "Cher" -> (Cher, None)."""
+    if "," in name:
+        last, _, first = name.partition(",")
+        return first.strip() or None, last.strip() or None
+    parts = name.split()
+    if len(parts) == 1:
+        return parts[0], None
+    return " ".join(parts[:-1]), parts[-1]  # middle names stay with the first name, as the matcher expects
+
+
+def _birthdate(value: Any) -> date | None:
+    text = _text(value)
+    if text is None or len(text) < 10:
+        return None
+    try:
+        born = date.fromisoformat(text[:10])  # a full timestamp counts by its date part
+    except ValueError:
+        return None
+    return born if _OLDEST_BIRTHDATE <= born <= date.today() else None
+
+
+def record_from_traits(profile_id: uuid.UUID, traits: Mapping[str, Any]) -> PersonRecord | None:
+    """The matcher's view of a profile, or None when no trait it compares is present.
+
+    first_name/firstName and last_name/lastName, else ``name`` split at the last space (or
+    "Last, First"); email; phone; postcode/zip/postal_code/postalCode; the address is
+    ``address`` (a string) or ``street``, followed by ``city`` so that one street name in two
+    towns is not one address; a Segment ``address`` object contributes street, city and
+    postalCode; birthdate/birthday as an ISO date (a timestamp counts by its date).
+    """
+    first, last = _first(traits, FIRST_NAME_KEYS), _first(traits, LAST_NAME_KEYS)
+    if first is None and last is None and (full := _first(traits, NAME_KEYS)) is not None:
+        first, last = _split_name(full)
+    raw_address = traits.get("address")
+    address_obj: Mapping[str, Any] = raw_address if isinstance(raw_address, Mapping) else {}
+    street = _text(raw_address) or _first(address_obj, ("street", "line1")) or _first(traits, STREET_KEYS)
+    city = _first(traits, CITY_KEYS) or _first(address_obj, CITY_KEYS)
+    postcode = _first(traits, POSTCODE_KEYS) or _first(address_obj, POSTCODE_KEYS)
+    birthdate = next((b for k in BIRTHDATE_KEYS if (b := _birthdate(traits.get(k))) is not None), None)
+    record = PersonRecord(
+        id=str(profile_id),
+        first_name=first,
+        last_name=last,
+        email=_first(traits, EMAIL_KEYS),
+        phone=_first(traits, PHONE_KEYS),
+        postcode=postcode,
+        # A city alone is no address (no house number): it only qualifies a street.
+        address=f"{street}, {city}" if street and city else street,
+        birthdate=birthdate,
+    )
+    if all(v is None for v in (record.first_name, record.last_name, record.email, record.phone, record.postcode,
+                               record.address, record.birthdate)):
+        return None
+    return record
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Counts:
+    profiles_scanned: int = 0
+    pairs_compared: int = 0
+    candidates: int = 0
+    auto_merged: int = 0
+    merge_conflicts: int = 0
+    already_decided: int = 0
+    shared_identifier: int = 0
+    skipped_blocks: int = 0
+
+
+async def run_dedup(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    threshold: float | None,
+    min_score: float,
+    max_block_size: int,
+    dry_run: bool,
+) -> DedupRunPublic:
+    """Find likely duplicates among the workspace's profiles, record them, merge the confident ones.
+
+    ``threshold`` None never merges. A ``dry_run`` records the candidates and checks each
+    merge it would make (identity limits included) without making it; its ``auto_merged``
+    and ``merge_conflicts`` say what a real run would do.
+    """
+    workspace = await workspace_service.get_workspace(session, workspace_id=workspace_id)
+    conn = await raw_connection(session)
+    await repository.lock_runs(conn, workspace_id)
+    run = await repository.insert_run(
+        session, workspace_id=workspace_id, run_id=uuid7(),
+        values={"status": "running", "threshold": threshold, "min_score": min_score,
+                "max_block_size": max_block_size, "dry_run": dry_run},
+    )
+    profiles = await repository.load_profiles(
+        conn, workspace_id=workspace_id, trait_keys=MATCHABLE_TRAITS, limit=MAX_PROFILES + 1
+    )
+    if len(profiles) > MAX_PROFILES:
+        raise DedupTooLarge(
+            f"The workspace has more than {MAX_PROFILES:,} profiles with matchable traits; a synchronous run "
+            "is limited to that many."
+        )
+    traits_of = dict(profiles)
+    records = [r for pid, traits in profiles if (r := record_from_traits(pid, traits)) is not None]
+    # Matching is CPU-bound pure Python: run it off the event loop so the process keeps
+    # answering other requests meanwhile.
+    result = await asyncio.to_thread(find_candidates, records, min_score=min_score, max_block_size=max_block_size)
+    counts = _Counts(profiles_scanned=len(records), pairs_compared=result.compared_pairs,
+                     skipped_blocks=result.skipped_blocks)
+
+    settings = identity_service.identity_settings_from(workspace.settings)
+    pairs = await _without_shared_identifiers(
+        conn, workspace_id=workspace_id, pairs=result.pairs, traits_of=traits_of, settings=settings
+    )
+    counts.shared_identifier = len(result.pairs) - len(pairs)
+    recorded = await repository.upsert_candidates(
+        conn, workspace_id=workspace_id, run_id=run.id,
+        rows=[(uuid7(), uuid.UUID(p.left_id), uuid.UUID(p.right_id), p.score, p.evidence) for p in pairs],
+    )
+    counts.candidates = len(recorded)
+    counts.already_decided = len(pairs) - len(recorded)
+
+    if threshold is not None:
+        confident = [p for p in pairs if p.score >= threshold]  # already best first
+        decisions = await _auto_merge(
+            session, workspace_id=workspace_id, pairs=confident, candidate_ids=recorded, threshold=threshold,
+            dry_run=dry_run, workspace_settings=workspace.settings, counts=counts,
+        )
+        await repository.record_decisions(conn, workspace_id=workspace_id, decisions=decisions)
+
+    run = await repository.finish_run(
+        session, workspace_id=workspace_id, run_id=run.id,
+        counts=dataclasses.asdict(counts),
+    )
+    return run_public(run)
+
+
+async def _without_shared_identifiers(
+    conn: Any,
+    *,
+    workspace_id: uuid.UUID,
+    pairs: Sequence[CandidatePair],
+    traits_of: Mapping[uuid.UUID, Mapping[str, Any]],
+    settings: IdentitySettings,
+) -> list[CandidatePair]:
+    """Drop pairs whose profiles share a normalised identifier.
+
+    Identity resolution owns those: an identifier maps to one profile, so two live profiles
+    sharing one (by their identities, or by an e-mail/phone trait) are pairs it refused to
+    link because of identity limits, and it recorded the conflict (/v1/identity/conflicts).
+    Only the profiles in candidate pairs are looked up, in one query.
+    """
+    involved = {uuid.UUID(i) for p in pairs for i in (p.left_id, p.right_id)}
+    identifiers = await repository.identifiers_of(conn, workspace_id=workspace_id, profile_ids=involved)
+    for pid in involved:
+        identifiers[pid] |= _trait_identifiers(traits_of.get(pid, {}), settings)
+    return [p for p in pairs if not identifiers[uuid.UUID(p.left_id)] & identifiers[uuid.UUID(p.right_id)]]
+
+
+def _trait_identifiers(traits: Mapping[str, Any], settings: IdentitySettings) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for type_ in ("email", "phone"):
+        raw = traits.get(type_)
+        if raw is None or raw == "":
+            continue
+        try:
+            ident = normalize_identifier(type_, raw, settings)
+        except InvalidIdentifier:
+            continue
+        if ident is not None:
+            out.add((ident.type, ident.value))
+    return out
+
+
+async def _auto_merge(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    pairs: Sequence[CandidatePair],
+    candidate_ids: Mapping[tuple[uuid.UUID, uuid.UUID], uuid.UUID],
+    threshold: float,
+    dry_run: bool,
+    workspace_settings: Mapping[str, Any],
+    counts: _Counts,
+) -> list[tuple[uuid.UUID, str, str | None, uuid.UUID | None]]:
+    """Merge the pairs (best first) and return the decision for each candidate.
+
+    A profile absorbed earlier in the run is represented by its survivor, so a cluster of
+    three records becomes one profile; a pair whose two sides already ended up in one
+    profile is marked merged without a ledger entry of its own. A merge that identity
+    limits refuse (two user_ids...) leaves the pair pending, with the reason.
+    """
+    survivor_of: dict[uuid.UUID, uuid.UUID] = {}
+
+    def current(profile_id: uuid.UUID) -> uuid.UUID:
+        while profile_id in survivor_of:
+            profile_id = survivor_of[profile_id]
+        return profile_id
+
+    decisions: list[tuple[uuid.UUID, str, str | None, uuid.UUID | None]] = []
+    for pair in pairs:
+        a, b = uuid.UUID(pair.left_id), uuid.UUID(pair.right_id)
+        candidate_id = candidate_ids.get((a, b))
+        if candidate_id is None:  # rejected or merged before: a decision stands
+            continue
+        a, b = current(a), current(b)
+        if a == b:
+            counts.auto_merged += 1
+            if dry_run:
+                decisions.append((candidate_id, "pending", "dry run: would be joined through other pairs of this run", None))
+            else:
+                decisions.append((candidate_id, "merged", "joined through other pairs merged in this run", None))
+            continue
+        try:
+            merged = await identity_service.manual_merge(
+                session, workspace_id=workspace_id, profile_ids=[a, b], survivor_id=None, dry_run=dry_run,
+                workspace_settings=workspace_settings, rule=MERGE_RULE,
+            )
+        except (Conflict, NotFound) as exc:
+            # Refused by identity limits, or the profiles changed since they were loaded
+            # (merged or erased concurrently): a person has to look at it.
+            counts.merge_conflicts += 1
+            decisions.append((candidate_id, "pending", f"not merged automatically: {exc.detail}", None))
+            continue
+        counts.auto_merged += 1
+        for absorbed in merged["absorbed_ids"]:
+            survivor_of[absorbed] = merged["survivor_id"]
+        if dry_run:
+            decisions.append((candidate_id, "pending", f"dry run: would be merged (score >= threshold {threshold})", None))
+        else:
+            merge_id = merged["merge_ids"][0] if merged["merge_ids"] else None
+            decisions.append((candidate_id, "merged", f"merged automatically (score >= threshold {threshold})", merge_id))
+    return decisions
+
+
+async def get_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID) -> DedupRunPublic:
+    run = await repository.get_run(session, workspace_id=workspace_id, run_id=run_id)
+    if run is None:
+        raise NotFound(f"No dedup run with id {run_id} in this workspace.")
+    return run_public(run)
+
+
+async def list_runs(
+    session: AsyncSession, *, workspace_id: uuid.UUID, cursor: str | None, limit: int
+) -> tuple[list[DedupRunPublic], str | None]:
+    before = _uuid(decode_cursor(cursor, 1)[0]) if cursor else None
+    runs = await repository.list_runs(session, workspace_id=workspace_id, before=before, limit=limit + 1)
+    next_cursor = encode_cursor(runs[limit - 1].id) if len(runs) > limit else None
+    return [run_public(r) for r in runs[:limit]], next_cursor
+
+
+def run_public(run: DedupRun) -> DedupRunPublic:
+    return DedupRunPublic(
+        id=run.id, status=run.status, threshold=run.threshold, min_score=run.min_score,  # type: ignore[arg-type]
+        max_block_size=run.max_block_size, dry_run=run.dry_run,
+        counts=DedupRunCounts(**{name: getattr(run, name) for name in DedupRunCounts.model_fields}),
+        created_at=run.created_at, finished_at=run.finished_at,
+    )
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+async def list_candidates(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[DedupCandidatePublic], str | None]:
+    """Candidates, highest score first; ``run_id`` of another workspace is a 404, not an empty page."""
+    if run_id is not None:
+        await get_run(session, workspace_id=workspace_id, run_id=run_id)
+    after = None
+    if cursor:
+        score, candidate_id = decode_cursor(cursor, 2)
+        try:
+            after = (float(score), uuid.UUID(candidate_id))
+        except ValueError:
+            raise BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor") from None
+    rows = await repository.list_candidates(
+        session, workspace_id=workspace_id, run_id=run_id, status=status, after=after, limit=limit + 1
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(repr(rows[-1].score), rows[-1].id)  # repr: the float round-trips exactly
+    return [DedupCandidatePublic.model_validate(r) for r in rows], next_cursor
+
+
+async def _pending_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidate:
+    candidate = await repository.get_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id, for_update=True)
+    if candidate is None:
+        raise NotFound(f"No dedup candidate with id {candidate_id} in this workspace.")
+    if candidate.status != "pending":
+        raise CandidateDecided(f"Candidate {candidate_id} was already {candidate.status}; only pending candidates can be decided.")
+    return candidate
+
+
+async def merge_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidatePublic:
+    """Merge a reviewed pair through ``manual_merge`` (rule ``dedup``; ``split`` undoes it).
+
+    Either side may have been merged into another profile since the run: the pair then
+    stands for those profiles' survivors, and when both ended up in one profile there is
+    nothing left to merge.
+    """
+    candidate = await _pending_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id)
+    workspace = await workspace_service.get_workspace(session, workspace_id=workspace_id)
+    survivors = []
+    for profile_id in (candidate.profile_a_id, candidate.profile_b_id):
+        try:
+            profile = await profile_service.resolve_profile(session, workspace_id=workspace_id, profile_id=profile_id)
+        except NotFound:
+            raise Conflict(
+                f"Profile {profile_id} of candidate {candidate_id} no longer exists; reject the candidate instead.",
+                code="profile_gone",
+            ) from None
+        survivors.append(profile.id)
+    if survivors[0] == survivors[1]:
+        row = await repository.decide_candidate(
+            session, workspace_id=workspace_id, candidate_id=candidate_id, status="merged",
+            reason="already one profile: merged since the run",
+        )
+        return DedupCandidatePublic.model_validate(row)
+    try:
+        merged = await identity_service.manual_merge(
+            session, workspace_id=workspace_id, profile_ids=survivors, survivor_id=None, dry_run=False,
+            workspace_settings=workspace.settings, rule=MERGE_RULE,
+        )
+    except Conflict as exc:
+        raise Conflict(f"Candidate {candidate_id} cannot be merged: {exc.detail}", code=exc.code) from exc
+    row = await repository.decide_candidate(
+        session, workspace_id=workspace_id, candidate_id=candidate_id, status="merged", reason="merged on review",
+        merge_id=merged["merge_ids"][0],
+    )
+    return DedupCandidatePublic.model_validate(row)
+
+
+async def reject_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidatePublic:
+    """Mark a pair as two different people; later runs will not propose it again."""
+    await _pending_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id)
+    row = await repository.decide_candidate(
+        session, workspace_id=workspace_id, candidate_id=candidate_id, status="rejected", reason="rejected on review"
+    )
+    return DedupCandidatePublic.model_validate(row)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor") from None

@@ -1,0 +1,427 @@
+"""Every read and write of computed traits.
+
+Definitions go through the ORM. Values are written set-based over raw asyncpg (see
+db.raw_connection): one `INSERT ... SELECT ... GROUP BY profile_id ... ON CONFLICT DO UPDATE`
+per definition, one for the order built-ins, one for RFM, one (over arrays) for CLV scores.
+User input (event and property names, windows, ids) is always a bound parameter; the SQL text
+is assembled from constants only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.traits import rfm
+from app.traits.models import ClvModel, ComputedTrait, ComputedTraitValue
+
+ORDER_EVENT = "Order Completed"
+
+# A JSON string holding a plain decimal number. The exponent is capped so a hostile
+# "1e999999" cannot overflow numeric and abort a whole refresh.
+_NUMERIC_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$"
+
+
+def _numeric(expr: str) -> str:
+    """SQL: the numeric value of a jsonb expression (a number, or a string holding one), else NULL."""
+    return (
+        f"(CASE jsonb_typeof({expr}) WHEN 'number' THEN ({expr})::numeric "
+        f"WHEN 'string' THEN CASE WHEN ({expr} #>> '{{}}') ~ '{_NUMERIC_TEXT}' "
+        f"THEN ({expr} #>> '{{}}')::numeric END END)"
+    )
+
+
+def _iso(expr: str) -> str:
+    """SQL: a timestamptz as a JSON string in UTC, independent of the session's TimeZone."""
+    return f"""to_jsonb(to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))"""
+
+
+# An order's value: properties.revenue, else properties.total (Segment's e-commerce spec has both).
+_ORDER_REVENUE = (
+    "coalesce(" + _numeric("e.properties -> 'revenue'") + ", " + _numeric("e.properties -> 'total'") + ")"
+)
+
+_UPSERT = """
+ON CONFLICT (workspace_id, profile_id, name)
+DO UPDATE SET value = EXCLUDED.value, computed_at = EXCLUDED.computed_at
+"""
+
+
+def _count(status: str) -> int:
+    """Rows affected, from an asyncpg status string such as 'INSERT 0 42'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _Params:
+    """Numbers the bound parameters of a statement assembled from fragments."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any, cast: str = "") -> str:
+        self.values.append(value)
+        return f"${len(self.values)}{cast}"
+
+
+# ------------------------------------------------------------------------- definitions
+
+
+async def list_definitions(session: AsyncSession, workspace_id: uuid.UUID) -> list[ComputedTrait]:
+    stmt = sa.select(ComputedTrait).where(ComputedTrait.workspace_id == workspace_id).order_by(ComputedTrait.name)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_definition(session: AsyncSession, workspace_id: uuid.UUID, trait_id: uuid.UUID) -> ComputedTrait | None:
+    return await session.get(ComputedTrait, (workspace_id, trait_id))
+
+
+async def name_taken(session: AsyncSession, workspace_id: uuid.UUID, name: str, *, other_than: uuid.UUID | None = None) -> bool:
+    stmt = sa.select(sa.exists().where(
+        ComputedTrait.workspace_id == workspace_id, ComputedTrait.name == name,
+        ComputedTrait.id != other_than if other_than is not None else sa.true(),
+    ))
+    return bool((await session.execute(stmt)).scalar())
+
+
+async def insert_definition(session: AsyncSession, trait: ComputedTrait) -> ComputedTrait:
+    session.add(trait)
+    await session.flush()
+    await session.refresh(trait)
+    return trait
+
+
+async def save_definition(session: AsyncSession, trait: ComputedTrait) -> ComputedTrait:
+    trait.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(trait)
+    return trait
+
+
+async def delete_definition(session: AsyncSession, trait: ComputedTrait) -> None:
+    await session.delete(trait)
+    await session.flush()
+
+
+async def delete_values_named(session: AsyncSession, workspace_id: uuid.UUID, name: str) -> None:
+    await session.execute(
+        sa.delete(ComputedTraitValue).where(
+            ComputedTraitValue.workspace_id == workspace_id, ComputedTraitValue.name == name
+        )
+    )
+
+
+# ------------------------------------------------------------------------------ values
+
+
+async def profile_values(session: AsyncSession, workspace_id: uuid.UUID, profile_id: uuid.UUID) -> list[ComputedTraitValue]:
+    stmt = (
+        sa.select(ComputedTraitValue)
+        .where(ComputedTraitValue.workspace_id == workspace_id, ComputedTraitValue.profile_id == profile_id)
+        .order_by(ComputedTraitValue.name)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def lock_workspace(conn: Any, workspace_id: uuid.UUID) -> datetime:
+    """Serialise refreshes of one workspace (until the transaction ends); return the time to
+    stamp this refresh's values with, read after the lock so it is later than any earlier
+    refresh's stamp."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('computed_traits:' || $1::text, 0))", workspace_id
+    )
+    return await conn.fetchval("SELECT clock_timestamp()")
+
+
+# Aggregate over `v.val` (the property's jsonb value) and `v.num` (its numeric value).
+_AGGREGATES = {
+    "count": "to_jsonb(count(*))",
+    "sum": "to_jsonb(sum(v.num))",
+    "avg": "to_jsonb(avg(v.num))",
+    "min": "to_jsonb(min(v.num))",
+    "max": "to_jsonb(max(v.num))",
+    "first": "(array_agg(v.val ORDER BY e.timestamp, e.message_id))[1]",
+    "last": "(array_agg(v.val ORDER BY e.timestamp DESC, e.message_id DESC))[1]",
+    "most_frequent": "mode() WITHIN GROUP (ORDER BY v.val)",
+    "distinct": "to_jsonb(count(DISTINCT v.val))",
+}
+_NUMERIC_AGGREGATES = frozenset({"sum", "avg", "min", "max"})
+
+
+async def upsert_definition_values(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    trait: ComputedTrait,
+    *,
+    computed_at: datetime,
+    profile_ids: Sequence[uuid.UUID] | None,
+) -> int:
+    """Compute one definition for every profile with matching events (or for `profile_ids`)."""
+    p = _Params()
+    where = [f"e.workspace_id = {p(workspace_id)}", f"e.event = {p(trait.event)}", "e.profile_id IS NOT NULL"]
+    if trait.window_days is not None:
+        where.append(f"e.timestamp >= {p(computed_at)}::timestamptz - make_interval(days => {p(trait.window_days)})")
+    if profile_ids is not None:
+        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
+    if trait.property is not None:
+        where.append("jsonb_typeof(v.val) <> 'null'")  # absent keys give SQL NULL, which fails too
+    if trait.aggregation in _NUMERIC_AGGREGATES:
+        where.append("v.num IS NOT NULL")
+    prop = p(trait.property) if trait.property is not None else "NULL::text"
+    sql = f"""
+        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+        SELECT e.workspace_id, e.profile_id, {p(trait.name)}, {_AGGREGATES[trait.aggregation]}, {p(computed_at)}
+        FROM event AS e
+        CROSS JOIN LATERAL (SELECT e.properties -> {prop} AS val) AS j
+        CROSS JOIN LATERAL (SELECT j.val, {_numeric('j.val')} AS num) AS v
+        WHERE {' AND '.join(where)}
+        GROUP BY e.workspace_id, e.profile_id
+        {_UPSERT}
+    """
+    return _count(await conn.execute(sql, *p.values))
+
+
+async def upsert_order_values(
+    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
+) -> int:
+    """The order built-ins, from `Order Completed` events (revenue, else total), in one pass."""
+    p = _Params()
+    where = [f"e.workspace_id = {p(workspace_id)}", f"e.event = {p(ORDER_EVENT)}", "e.profile_id IS NOT NULL"]
+    if profile_ids is not None:
+        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
+    sql = f"""
+        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+        SELECT o.workspace_id, o.profile_id, b.name, b.value, {p(computed_at)}
+        FROM (
+            SELECT e.workspace_id, e.profile_id, count(*) AS orders, coalesce(sum(r.revenue), 0) AS revenue,
+                   avg(r.revenue) AS average, min(e.timestamp) AS first_at, max(e.timestamp) AS last_at
+            FROM event AS e
+            CROSS JOIN LATERAL (SELECT {_ORDER_REVENUE} AS revenue) AS r
+            WHERE {' AND '.join(where)}
+            GROUP BY e.workspace_id, e.profile_id
+        ) AS o
+        CROSS JOIN LATERAL (VALUES
+            ('order_count', to_jsonb(o.orders)),
+            ('total_revenue', to_jsonb(o.revenue)),
+            ('average_order_value', to_jsonb(o.average)),
+            ('first_order_at', {_iso('o.first_at')}),
+            ('last_order_at', {_iso('o.last_at')})
+        ) AS b(name, value)
+        WHERE b.value IS NOT NULL
+        {_UPSERT}
+    """
+    return _count(await conn.execute(sql, *p.values))
+
+
+async def upsert_rfm(
+    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
+) -> int:
+    """Score R, F and M by quintile across all the workspace's customers with orders.
+
+    Reads the order built-ins just written (so an incremental refresh ranks its profiles
+    against everyone without re-reading every order) and writes the scores of `profile_ids`
+    (or of everyone).
+    """
+    p = _Params()
+    ws = p(workspace_id)
+    stamp = p(computed_at)
+    only = f"WHERE s.profile_id = ANY({p(list(profile_ids))}::uuid[])" if profile_ids is not None else ""
+    sql = f"""
+        WITH base AS (
+            SELECT profile_id,
+                   (max(value #>> '{{}}') FILTER (WHERE name = 'last_order_at'))::timestamptz AS recency,
+                   (max(value #>> '{{}}') FILTER (WHERE name = 'order_count'))::numeric AS frequency,
+                   (max(value #>> '{{}}') FILTER (WHERE name = 'total_revenue'))::numeric AS monetary
+            FROM computed_trait_value
+            WHERE workspace_id = {ws} AND name IN ('last_order_at', 'order_count', 'total_revenue')
+            GROUP BY profile_id
+        ), tiles AS (
+            SELECT profile_id, recency, frequency, monetary,
+                   ntile(5) OVER (ORDER BY recency) AS r_tile,
+                   ntile(5) OVER (ORDER BY frequency) AS f_tile,
+                   ntile(5) OVER (ORDER BY monetary) AS m_tile
+            FROM base
+            WHERE recency IS NOT NULL AND frequency IS NOT NULL AND monetary IS NOT NULL
+        ), s AS (
+            -- ntile cuts a run of equal values at arbitrary rows; equal values get one score,
+            -- the lowest tile of their run (a run's position in the order is deterministic).
+            SELECT profile_id,
+                   min(r_tile) OVER (PARTITION BY recency) AS r,
+                   min(f_tile) OVER (PARTITION BY frequency) AS f,
+                   min(m_tile) OVER (PARTITION BY monetary) AS m
+            FROM tiles
+        )
+        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+        SELECT {ws}, s.profile_id, x.name, x.value, {stamp}
+        FROM s
+        CROSS JOIN LATERAL (VALUES
+            ('rfm_recency', to_jsonb(s.r)),
+            ('rfm_frequency', to_jsonb(s.f)),
+            ('rfm_monetary', to_jsonb(s.m)),
+            ('rfm_code', to_jsonb(s.r::text || s.f::text || s.m::text)),
+            ('rfm_tier', to_jsonb({rfm.tier_sql('s.r', 's.f')}))
+        ) AS x(name, value)
+        {only}
+        {_UPSERT}
+    """
+    return _count(await conn.execute(sql, *p.values))
+
+
+async def delete_stale_values(
+    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
+) -> int:
+    """Drop what this refresh did not rewrite: profiles whose events left a window or were merged
+    away, traits whose definition is gone, CLV scores without a model."""
+    if profile_ids is None:
+        status = await conn.execute(
+            "DELETE FROM computed_trait_value WHERE workspace_id = $1 AND computed_at < $2", workspace_id, computed_at
+        )
+    else:
+        status = await conn.execute(
+            "DELETE FROM computed_trait_value WHERE workspace_id = $1 AND profile_id = ANY($3::uuid[]) "
+            "AND computed_at < $2",
+            workspace_id, computed_at, list(profile_ids),
+        )
+    return _count(status)
+
+
+# ----------------------------------------------------------------- incremental backlog
+
+
+async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], delay_seconds: float) -> tuple[int, float]:
+    """Add profiles to the current debounce window; returns (window, seconds until it closes).
+
+    The window comes from the database clock at the transaction's start, the same `now()`
+    pgqueuer adds a job's delay to, so a window's job cannot start before the window closes.
+    Ids are sorted so concurrent batches take row locks in one order.
+    """
+    row = await conn.fetchrow(
+        """
+        WITH clock AS (
+            SELECT floor(extract(epoch FROM now())::float8 / $3)::bigint AS bucket,
+                   extract(epoch FROM now())::float8 AS epoch
+        ), marked AS (
+            INSERT INTO computed_trait_dirty (workspace_id, bucket, profile_id)
+            SELECT $1, clock.bucket, p.id FROM clock, unnest($2::uuid[]) AS p(id)
+            ORDER BY p.id
+            ON CONFLICT DO NOTHING
+        )
+        SELECT bucket, (bucket + 1) * $3 - epoch AS wait FROM clock
+        """,
+        workspace_id, sorted(set(profile_ids)), float(delay_seconds),
+    )
+    return int(row["bucket"]), max(float(row["wait"]), 0.0)
+
+
+async def claim_dirty(conn: Any, workspace_id: uuid.UUID, up_to_bucket: int) -> list[uuid.UUID]:
+    """Take the profiles of every closed window up to `up_to_bucket` (rolled back with the job
+    if it fails, so nothing is lost)."""
+    rows = await conn.fetch(
+        "DELETE FROM computed_trait_dirty WHERE workspace_id = $1 AND bucket <= $2 RETURNING profile_id",
+        workspace_id, up_to_bucket,
+    )
+    return sorted({r["profile_id"] for r in rows})
+
+
+# ------------------------------------------------------------------------------- CLV
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """Per customer: repeat purchase days, first and last purchase day, mean repeat-day spend."""
+
+    profile_ids: list[uuid.UUID]
+    frequency: list[int]
+    first_day: list[date]
+    last_day: list[date]
+    monetary: list[float]
+
+
+async def order_summaries(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    *,
+    until: datetime,
+    since: datetime | None = None,
+    profile_ids: Sequence[uuid.UUID] | None = None,
+) -> OrderSummary:
+    """The RFM summary app.traits.clv.summarize computes, aggregated in the database.
+
+    Orders are collapsed per UTC calendar day (amounts summed); `monetary` is the mean of the
+    repeat days' totals (the first day excluded), 0 without repeat purchases.
+    """
+    p = _Params()
+    where = [
+        f"e.workspace_id = {p(workspace_id)}", f"e.event = {p(ORDER_EVENT)}", "e.profile_id IS NOT NULL",
+        f"e.timestamp <= {p(until)}",
+    ]
+    if since is not None:
+        where.append(f"e.timestamp >= {p(since)}")
+    if profile_ids is not None:
+        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
+    rows = await conn.fetch(
+        f"""
+        WITH days AS (
+            SELECT e.profile_id, (e.timestamp AT TIME ZONE 'UTC')::date AS day, sum(coalesce({_ORDER_REVENUE}, 0)) AS amount
+            FROM event AS e
+            WHERE {' AND '.join(where)}
+            GROUP BY e.profile_id, (e.timestamp AT TIME ZONE 'UTC')::date
+        ), ordered AS (
+            SELECT profile_id, day, amount, min(day) OVER (PARTITION BY profile_id) AS first_day FROM days
+        )
+        SELECT profile_id, count(*) - 1 AS frequency, min(day) AS first_day, max(day) AS last_day,
+               coalesce(sum(amount) FILTER (WHERE day > first_day) / nullif(count(*) - 1, 0), 0)::float8 AS monetary
+        FROM ordered
+        GROUP BY profile_id
+        ORDER BY profile_id
+        """,
+        *p.values,
+    )
+    return OrderSummary(
+        profile_ids=[r["profile_id"] for r in rows],
+        frequency=[r["frequency"] for r in rows],
+        first_day=[r["first_day"] for r in rows],
+        last_day=[r["last_day"] for r in rows],
+        monetary=[r["monetary"] for r in rows],
+    )
+
+
+async def upsert_clv_values(
+    conn: Any,
+    workspace_id: uuid.UUID,
+    *,
+    computed_at: datetime,
+    profile_ids: Sequence[uuid.UUID],
+    columns: dict[str, Sequence[float | None]],
+) -> int:
+    """Write per-profile CLV scores (one array per trait name) in one statement; nulls are skipped."""
+    if not profile_ids:
+        return 0
+    names = list(columns)
+    arrays = ", ".join(f"${i + 4}::float8[]" for i in range(len(names)))
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    values = ", ".join(f"('{name}', to_jsonb(s.c{i}))" for i, name in enumerate(names))  # names are constants
+    sql = f"""
+        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+        SELECT $1, s.profile_id, x.name, x.value, $2
+        FROM unnest($3::uuid[], {arrays}) AS s(profile_id, {aliases})
+        CROSS JOIN LATERAL (VALUES {values}) AS x(name, value)
+        WHERE x.value IS NOT NULL
+        {_UPSERT}
+    """
+    return _count(await conn.execute(sql, workspace_id, computed_at, list(profile_ids), *(list(columns[n]) for n in names)))
+
+
+async def get_clv_model(session: AsyncSession, workspace_id: uuid.UUID) -> ClvModel | None:
+    return await session.get(ClvModel, workspace_id)
+
+
+async def save_clv_model(session: AsyncSession, model: ClvModel) -> ClvModel:
+    merged = await session.merge(model)
+    await session.flush()
+    return merged
