@@ -412,8 +412,10 @@ class RowReader:
                 )
             seen[column] = name
             columns.append(column)
-        required = "user_id or anonymous_id"
-        if not {"user_id", "anonymous_id"} & seen.keys():
+        # Profiles may be known by email or phone alone (CRM exports); events need a Segment id.
+        identifying = {"user_id", "anonymous_id", "email", "phone"} if self.kind is ImportKind.profiles else {"user_id", "anonymous_id"}
+        required = " or ".join(sorted(identifying))
+        if not identifying & seen.keys():
             raise BadRequest(f"CSV header: a {self.kind} import needs a {required} column; got {', '.join(seen.values())}.",
                              code="bad_header")
         if self.kind is ImportKind.events and "event" not in seen:
@@ -473,6 +475,7 @@ class _Importer:
         parsed, rejected = parse_batch(
             messages, received_at=received_at, max_message_bytes=self.settings.ingest_max_message_bytes,
             future_tolerance=timedelta(seconds=self.settings.ingest_future_tolerance_seconds), identity=self.identity,
+            require_segment_id=False,
         )
         errors += [RowError(rows[r.index], r.message_id, r.code, r.reason) for r in rejected]
         # No ingest gate: an import is one long, sequential request with a secret key, not SDK traffic.

@@ -203,6 +203,7 @@ def parse_message(
     max_message_bytes: int,
     future_tolerance: timedelta,
     identity: IdentitySettings,
+    require_segment_id: bool = True,
 ) -> ParsedMessage:
     if not isinstance(msg, dict):
         raise MessageError("not_an_object", f"message must be a JSON object, got {type(msg).__name__}")
@@ -226,7 +227,7 @@ def parse_message(
     if anonymous_id is not None and anonymous_id.casefold() in identity.blocked_values:
         blocked.append(f"anonymousId {anonymous_id!r}")
         anonymous_id = None
-    if user_id is None and anonymous_id is None:
+    if user_id is None and anonymous_id is None and require_segment_id:
         if blocked:
             raise MessageError(
                 "blocked_identifier", f"{' and '.join(blocked)} is a placeholder value that identifies nobody"
@@ -300,7 +301,12 @@ def parse_message(
     )
     parsed.keys = _collect_keys(parsed, identity)
     if not parsed.keys:
-        raise MessageError("missing_identity", "no usable identifier: userId and anonymousId are empty or blocked")
+        if require_segment_id:
+            raise MessageError("missing_identity", "no usable identifier: userId and anonymousId are empty or blocked")
+        raise MessageError(
+            "missing_identity", "no usable identifier: user_id, anonymous_id, email, phone and external ids are all "
+            "empty, invalid or blocked"
+        )
     return parsed
 
 
@@ -323,7 +329,10 @@ def parse_batch(
     max_message_bytes: int,
     future_tolerance: timedelta,
     identity: IdentitySettings,
+    require_segment_id: bool = True,
 ) -> tuple[list[ParsedMessage], list[Rejection]]:
+    """Validate each message on its own. `require_segment_id=False` (bulk imports) also accepts
+    records identified only by an email, a phone or an external id, as CRM exports often are."""
     ok: list[ParsedMessage] = []
     rejected: list[Rejection] = []
     for index, msg in enumerate(messages):
@@ -333,7 +342,7 @@ def parse_batch(
                     msg, index, forced_type=forced_type, batch_context=batch_context or {},
                     batch_integrations=batch_integrations or {}, batch_sent_at=batch_sent_at,
                     received_at=received_at, max_message_bytes=max_message_bytes,
-                    future_tolerance=future_tolerance, identity=identity,
+                    future_tolerance=future_tolerance, identity=identity, require_segment_id=require_segment_id,
                 )
             )
         except MessageError as exc:

@@ -123,7 +123,7 @@ def test_ndjson_segment_and_flat_lines() -> None:
         (b"\n\n", "empty"),
         (b"user_id,,plan\nu1,x,y\n", "column 2 has no name"),
         (b"user_id,userId\nu1,u1\n", "same column"),
-        (b"email,plan\na@b.c,pro\n", "user_id or anonymous_id"),
+        (b"plan,city\npro,Oslo\n", "anonymous_id or email or phone or user_id"),
         (b'user_id,"plan\nu1,pro\n', "never closed"),
     ],
 )
@@ -351,7 +351,7 @@ async def test_cdnow_order_history(client: httpx.AsyncClient, workspace: Workspa
 def test_cli_import(database_url: str, live_server, tmp_path: Path) -> None:
     ws = json.loads(run_cli(database_url, "workspace", "create", "importer", "--json").stdout)
     people = tmp_path / "people.csv"
-    people.write_text("user_id,email,plan\nc1,c1@example.com,pro\nc2,c2@example.com,free\n,nobody@example.com,free\n")
+    people.write_text("user_id,email,plan\nc1,c1@example.com,pro\nc2,c2@example.com,free\n,test@test.com,free\n")
     result = run_cli(database_url, "import", "profiles", str(people), "-w", ws["workspace_id"], "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -378,3 +378,20 @@ def test_cli_import(database_url: str, live_server, tmp_path: Path) -> None:
 
     unknown = run_cli(database_url, "import", "events", str(orders), "-w", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 1 and "No workspace" in unknown.stderr
+
+
+async def test_profiles_known_only_by_email_or_phone_import(client, workspace) -> None:
+    """CRM exports often carry no user id: the email (or phone) is the identifier."""
+    csv_body = "email,phone,first_name\nJane@Example.com,,Jane\n,+1 415 555 2671,Phone Only\nnot-an-email,,Nobody\n"
+    resp = await client.post("/v1/imports/profiles", content=csv_body.encode(),
+                             headers={**workspace.admin_headers, "content-type": "text/csv"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["accepted"] == 2
+    assert [(r["row"], r["code"]) for r in body["rejected"]] == [(3, "missing_identity")]
+    found = await client.get("/v1/profiles/lookup", params={"type": "email", "value": "jane@example.com"},
+                             headers=workspace.admin_headers)
+    assert found.status_code == 200 and found.json()["traits"]["first_name"] == "Jane"
+    by_phone = await client.get("/v1/profiles/lookup", params={"type": "phone", "value": "+14155552671"},
+                                headers=workspace.admin_headers)
+    assert by_phone.status_code == 200
