@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=5, ge=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0, description="Wait for a free connection, then 503.")
 
     admin_token: SecretStr = Field(
         default=SecretStr(DEFAULT_ADMIN_TOKEN),

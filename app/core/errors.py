@@ -232,6 +232,18 @@ def install_error_handlers(app: FastAPI) -> None:
             detail=f"The request is invalid: {summary}", instance=request.url.path, errors=errors,
         )
 
+    async def pool_exhausted(request: Request, exc: Exception) -> Response:
+        # Every connection is busy for longer than the pool's timeout: the service is overloaded.
+        log.warning("database pool exhausted", exc_info=exc)
+        return problem_response(
+            status=503, code="overloaded", title="Service Unavailable",
+            detail="The service is overloaded (no database connection was free in time); retry shortly.",
+            instance=request.url.path, headers={"Retry-After": "1"},
+        )
+
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    app.add_exception_handler(PoolTimeout, pool_exhausted)  # type: ignore[arg-type]
     app.add_exception_handler(AppError, app_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from app.core.db import SessionDep
 from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, responses
 from app.identity.service import identity_settings_from, trait_strategies_from
 from app.ingest import service
-from app.ingest.parser import Rejection, parse_batch, parse_timestamp, MessageError
+from app.ingest.parser import MessageError, Rejection, parse_batch, parse_timestamp
 from app.ingest.schemas import IngestRejection, IngestResponse
 
 router = APIRouter(tags=["ingest"])
@@ -72,7 +72,8 @@ async def _ingest(request: Request, session, payload: Any, messages: list[Any], 
         future_tolerance=timedelta(seconds=settings.ingest_future_tolerance_seconds), identity=identity,
     )
     gate = request.app.state.ingest_gate
-    async with gate.admit(principal.workspace_id, max(len(parsed), 1)):
+    workspace_rate = (principal.workspace_settings.get("ingest") or {}).get("rate_limit_per_second")
+    async with gate.admit(principal.workspace_id, max(len(parsed), 1), workspace_rate):
         result = await service.ingest(
             session, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
             trait_strategies=trait_strategies_from(principal.workspace_settings),

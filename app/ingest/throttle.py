@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from app.core.errors import TooManyRequests
 
@@ -23,30 +23,32 @@ class IngestGate:
         self._buckets: dict[uuid.UUID, tuple[float, float]] = {}
 
     @asynccontextmanager
-    async def admit(self, workspace_id: uuid.UUID, messages: int) -> AsyncIterator[None]:
+    async def admit(self, workspace_id: uuid.UUID, messages: int, rate: float | None = None) -> AsyncIterator[None]:
+        """`rate` is the workspace's own limit (messages/s), overriding the process default."""
         if self.in_flight >= self.max_concurrency:
             raise TooManyRequests(
                 f"The service is at its limit of {self.max_concurrency} ingest requests in flight; retry shortly.",
                 headers={"Retry-After": "1"},
             )
-        if self.rate > 0:
-            self._take(workspace_id, messages)
+        effective = self.rate if rate is None else rate
+        if effective > 0:
+            self._take(workspace_id, messages, effective)
         self.in_flight += 1
         try:
             yield
         finally:
             self.in_flight -= 1
 
-    def _take(self, workspace_id: uuid.UUID, messages: int) -> None:
+    def _take(self, workspace_id: uuid.UUID, messages: int, rate: float) -> None:
         now = time.monotonic()
-        capacity = max(self.rate, float(messages))  # a bucket holds one second of traffic
+        capacity = max(rate, float(messages))  # a bucket holds one second of traffic
         tokens, last = self._buckets.get(workspace_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * self.rate)
+        tokens = min(capacity, tokens + (now - last) * rate)
         if tokens < messages:
-            wait = math.ceil((messages - tokens) / self.rate)
+            wait = math.ceil((messages - tokens) / rate)
             self._buckets[workspace_id] = (tokens, now)
             raise TooManyRequests(
-                f"This workspace is limited to {self.rate:g} messages per second; retry in {wait} s.",
+                f"This workspace is limited to {rate:g} messages per second; retry in {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
         self._buckets[workspace_id] = (tokens - messages, now)

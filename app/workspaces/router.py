@@ -15,6 +15,7 @@ from app.workspaces.schemas import (
     WorkspaceCreate,
     WorkspaceCreated,
     WorkspacePublic,
+    WorkspaceUpdate,
 )
 
 router = APIRouter(tags=["workspaces"])
@@ -31,16 +32,35 @@ async def create_workspace(body: WorkspaceCreate, session: SessionDep, _: Instan
     """Needs the instance admin token (`CLIENTELE_ADMIN_TOKEN`) as the Bearer token."""
     created = await service.create_workspace(session, name=body.name)
     return WorkspaceCreated(
-        workspace=WorkspacePublic.model_validate(created.workspace),
+        workspace=_public(created.workspace),
         write_key=created.write_key,
         secret_key=created.secret_key,
     )
 
 
+def _public(workspace) -> WorkspacePublic:
+    rate = ((workspace.settings or {}).get("ingest") or {}).get("rate_limit_per_second")
+    return WorkspacePublic(id=workspace.id, name=workspace.name, created_at=workspace.created_at,
+                           ingest_rate_limit_per_second=rate)
+
+
 @router.get("/workspace", response_model=WorkspacePublic, responses=responses(401, 403), summary="The key's workspace")
 async def get_current_workspace(session: SessionDep, principal: ReadPrincipal) -> WorkspacePublic:
     workspace = await service.get_workspace(session, workspace_id=principal.workspace_id)
-    return WorkspacePublic.model_validate(workspace)
+    return _public(workspace)
+
+
+@router.patch(
+    "/workspace", response_model=WorkspacePublic, responses=responses(401, 403, 422), summary="Change the key's workspace"
+)
+async def update_current_workspace(body: WorkspaceUpdate, session: SessionDep, principal: AdminPrincipal) -> WorkspacePublic:
+    """Rename it, or set its own ingest rate limit (429 + Retry-After beyond it)."""
+    workspace = await service.update_workspace(
+        session, workspace_id=principal.workspace_id, name=body.name,
+        ingest_rate_limit_per_second=body.ingest_rate_limit_per_second,
+        rate_given="ingest_rate_limit_per_second" in body.model_fields_set,
+    )
+    return _public(workspace)
 
 
 @router.post(

@@ -23,6 +23,17 @@ class WorkspacePublic(BaseModel):
     id: uuid.UUID
     name: str
     created_at: datetime
+    ingest_rate_limit_per_second: float | None = Field(
+        default=None, description="This workspace's ingest limit (messages/s per process); null: the service default."
+    )
+
+
+class WorkspaceUpdate(BaseModel):
+    """Changes to the workspace. Send `ingest_rate_limit_per_second: null` to fall back to the default."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000)
 
 
 class WorkspaceCreated(BaseModel):

@@ -82,3 +82,26 @@ async def update_settings_section(
     await session.flush()
     forget_workspace(workspace_id)  # ingest caches settings with the write key
     return workspace
+
+
+async def update_workspace(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    name: str | None,
+    ingest_rate_limit_per_second: float | None,
+    rate_given: bool,
+) -> Workspace:
+    workspace = await get_workspace(session, workspace_id=workspace_id)
+    if name is not None:
+        workspace.name = name
+        session.add(workspace)
+        await session.flush()
+    if rate_given:
+        ingest = dict((workspace.settings or {}).get("ingest") or {})
+        if ingest_rate_limit_per_second is None:
+            ingest.pop("rate_limit_per_second", None)
+        else:
+            ingest["rate_limit_per_second"] = ingest_rate_limit_per_second
+        workspace = await update_settings_section(session, workspace_id=workspace_id, section="ingest", value=ingest)
+    return workspace

@@ -345,3 +345,31 @@ async def test_overload_gives_429(app, client: httpx.AsyncClient, workspace: Wor
     resp = await send(client, workspace, [{"type": "track", "userId": "u", "event": "A"}])
     assert resp.status_code == 429
     assert resp.headers["retry-after"] == "1"
+
+
+async def test_workspace_rate_limit_is_configurable(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    resp = await client.patch("/v1/workspace", json={"ingest_rate_limit_per_second": 3}, headers=workspace.admin_headers)
+    assert resp.status_code == 200 and resp.json()["ingest_rate_limit_per_second"] == 3
+    batch = [{"type": "track", "userId": "u", "event": "A"} for _ in range(3)]
+    assert (await send(client, workspace, batch)).status_code == 200
+    limited = await send(client, workspace, batch)
+    assert limited.status_code == 429 and "3 messages per second" in limited.json()["detail"]
+    await client.patch("/v1/workspace", json={"ingest_rate_limit_per_second": None}, headers=workspace.admin_headers)
+    assert (await send(client, workspace, batch)).status_code == 200
+    bad = await client.patch("/v1/workspace", json={"ingest_rate_limit_per_second": -1}, headers=workspace.admin_headers)
+    assert bad.status_code == 422
+
+
+async def test_pool_exhaustion_is_503_not_500(app, client: httpx.AsyncClient, workspace: WorkspaceKeys, monkeypatch) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from app.ingest import service
+
+    async def exhausted(*args, **kwargs):
+        raise PoolTimeout("QueuePool limit of size 10 overflow 5 reached")
+
+    monkeypatch.setattr(service, "ingest", exhausted)
+    resp = await send(client, workspace, [{"type": "track", "userId": "u", "event": "A"}])
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "1"
+    assert resp.json()["code"] == "overloaded"
