@@ -21,11 +21,12 @@ from app.core.errors import BadRequest, PayloadTooLarge
 from app.ingest.imports import ImportFormat, ImportKind, RowError, RowReader
 from tests.conftest import ROOT, WorkspaceKeys
 from tests.test_cli import run_cli
+from tests.datasets import dataset
 
 PROBLEM = "application/problem+json"
 CSV = {"Content-Type": "text/csv"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
-CDNOW = ROOT.parent / "shared" / "data" / "cdnow_sample.txt"
+CDNOW = dataset("cdnow_sample.txt")
 
 
 async def post(client: httpx.AsyncClient, ws: WorkspaceKeys, kind: str, body, headers: dict[str, str]) -> httpx.Response:

@@ -28,8 +28,9 @@ from app.traits.clv import (
     gamma_gamma_expected_spend,
     summarize,
 )
+from tests.datasets import dataset
 
-CDNOW_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdnow_sample.txt"
+CDNOW_SAMPLE = dataset("cdnow_sample.txt")
 # The paper's calibration period is weeks 1..39 = 1997-01-01..1997-09-30, and its
 # data code T as whole days from first purchase to 1997-09-30, divided by 7: a
 # customer first buying on 1997-01-01 has T = 272/7 = 38.86 weeks (first row of
