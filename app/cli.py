@@ -296,6 +296,139 @@ def import_events(
     _import_file("events", file, workspace, fmt, as_json)
 
 
+@app.command()
+def dedup(
+    workspace: WorkspaceOpt,
+    threshold: Annotated[
+        float | None, typer.Option(help="Merge candidates scoring at or above this (ledger rule `dedup`); "
+                                        "omitted: review only, nothing merges on its own.")
+    ] = None,
+    review_only: Annotated[bool, typer.Option("--review-only", help="Never merge automatically; queue everything for review.")] = False,
+    min_score: Annotated[float, typer.Option(help="Record candidates scoring at or above this.")] = 0.5,
+    max_block_size: Annotated[int, typer.Option(help="Do not expand blocks larger than this.")] = 500,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record candidates and check merges, merge nothing.")] = False,
+    top: Annotated[int, typer.Option(help="How many of the best candidates to print.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run and the top candidates as JSON only.")] = False,
+) -> None:
+    """Find likely duplicate profiles (no shared identifier) and merge the confident ones, as POST /v1/dedup/runs."""
+    from pydantic import ValidationError
+
+    from app.core.errors import AppError
+    from app.dedup import service
+    from app.dedup.schemas import DedupRunCreate
+
+    try:
+        # The API's request model: the CLI accepts exactly what the endpoint accepts.
+        params = DedupRunCreate(threshold=None if review_only else threshold, min_score=min_score,
+                                max_block_size=max_block_size, dry_run=dry_run)
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
+
+    async def run(session: Any):
+        result = await service.run_dedup(
+            session, workspace_id=workspace, threshold=params.threshold, min_score=params.min_score,
+            max_block_size=params.max_block_size, dry_run=params.dry_run,
+        )
+        candidates, _ = await service.list_candidates(
+            session, workspace_id=workspace, run_id=result.id, status=None, cursor=None, limit=max(top, 1)
+        )
+        return result, candidates[:top]
+
+    try:
+        result, candidates = _run_with_session(run)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"run": result.model_dump(mode="json"),
+                               "candidates": [c.model_dump(mode="json") for c in candidates]}))
+        return
+    counts = result.counts
+    console.print(
+        f"run {result.id}{' (dry run)' if result.dry_run else ''}: {counts.profiles_scanned} profiles, "
+        f"{counts.pairs_compared} pairs compared, {counts.candidates} candidates, {counts.auto_merged} merged, "
+        f"{counts.merge_conflicts} refused by identity limits, {counts.already_decided} decided earlier, "
+        f"{counts.skipped_blocks} blocks skipped"
+    )
+    table = Table("score", "status", "profile a", "profile b", "evidence")
+    for c in candidates:
+        evidence = ", ".join(f"{k}={v}" for k, v in c.evidence.items() if not k.endswith("_bits") and isinstance(v, str))
+        table.add_row(f"{c.score:.3f}", c.status, str(c.profile_a_id), str(c.profile_b_id), evidence)
+    console.print(table)
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (computed-trait refreshes, schedules) until Ctrl-C or SIGTERM.
+
+    `clientele serve` runs one inside the API process already (CLIENTELE_RUN_WORKER); run this
+    to add capacity or to keep jobs off the API hosts (then set CLIENTELE_RUN_WORKER=false there).
+    """
+    import signal
+
+    from app.core.db import Database, create_engine
+    from app.jobs.worker import Worker
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def runner() -> bool:
+        db = Database(create_engine(url, settings))
+        jobs = Worker(db, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await jobs.start()
+        err_console.print("worker running; Ctrl-C stops it")
+        try:
+            stopped, died = asyncio.create_task(stop.wait()), asyncio.create_task(jobs.wait())
+            await asyncio.wait({stopped, died}, return_when=asyncio.FIRST_COMPLETED)
+            return not died.done()
+        finally:
+            await jobs.stop()
+            await db.dispose()
+
+    if not asyncio.run(runner()):
+        err_console.print("[red]the worker stopped on an error (see the log)[/]")
+        raise typer.Exit(1)
+
+
+traits_app = typer.Typer(help="Computed traits.", no_args_is_help=True)
+app.add_typer(traits_app, name="traits")
+
+
+@traits_app.command("refresh")
+def traits_refresh(
+    workspace: WorkspaceOpt,
+    background: Annotated[bool, typer.Option("--background", help="Queue it for the worker instead of running it here.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON only.")] = False,
+) -> None:
+    """Recompute a workspace's computed traits: order built-ins, RFM, CLV scores, defined traits."""
+    from app.core.errors import AppError
+    from app.traits import service
+    from app.workspaces import service as workspace_service
+
+    async def run(session: Any):
+        await workspace_service.get_workspace(session, workspace_id=workspace)
+        return await service.request_refresh(
+            session, workspace_id=workspace, wait=not background, clv_refit_after=service.clv_refit_after(get_settings())
+        )
+
+    try:
+        job = _run_with_session(run)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    out = {"job_id": str(job.id), "status": job.status, "result": job.result}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console.print(f"job {out['job_id']}: {job.status}")
+    for key, value in (job.result or {}).items():
+        console.print(f"  {key}: {value}")
+
+
 def main() -> None:
     app()
 

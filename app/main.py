@@ -18,6 +18,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.ingest.schemas import EXTRA_SCHEMAS
 from app.ingest.throttle import IngestGate
+from app.jobs.worker import Worker
 
 DESCRIPTION = """\
 Clientele is an open-source customer data platform for database marketing: it collects
@@ -41,9 +42,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if owns_db:
         url = await aresolve_database_url(settings)
         app.state.db = Database(create_engine(url, settings))
+    # The embedded default: background jobs run in the API process (`clientele worker` runs
+    # them elsewhere; both can coexist).
+    worker = Worker(app.state.db, settings) if settings.run_worker else None
     try:
+        if worker is not None:
+            await worker.start()
         yield
     finally:
+        if worker is not None:
+            await worker.stop()
         if owns_db:
             await app.state.db.dispose()
             app.state.db = None

@@ -12,23 +12,31 @@ from sqlalchemy.ext.asyncio import async_engine_from_config
 
 import app.models  # noqa: F401  (registers every table on the metadata)
 from app.core.db import metadata
+from app.jobs.queue import queue_tables
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = metadata
+QUEUE_TABLES = queue_tables()
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001 (alembic's hook)
+    """Leave pgqueuer's tables to pgqueuer: autogenerate and `alembic check` must not drop them."""
+    return not (type_ == "table" and reflected and compare_to is None and name in QUEUE_TABLES)
 
 
 def run_migrations_offline() -> None:
     context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, compare_type=True)
+                      literal_binds=True, compare_type=True, include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 

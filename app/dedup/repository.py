@@ -31,7 +31,9 @@ async def lock_runs(conn: Any, workspace_id: uuid.UUID) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::text))", RUN_LOCK_NAMESPACE, str(workspace_id))
 
 
-async def insert_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID, values: Mapping[str, Any]) -> DedupRun:
+async def insert_run(
+    session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID, values: Mapping[str, Any]
+) -> DedupRun:
     stmt = sa.insert(DedupRun).values(workspace_id=workspace_id, id=run_id, **values).returning(DedupRun)
     return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one()
 
@@ -64,7 +66,9 @@ async def list_runs(
     return list((await session.execute(stmt, execution_options={"populate_existing": True})).scalars())
 
 
-async def load_profiles(conn: Any, *, workspace_id: uuid.UUID, trait_keys: Sequence[str], limit: int) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+async def load_profiles(
+    conn: Any, *, workspace_id: uuid.UUID, trait_keys: Sequence[str], limit: int
+) -> list[tuple[uuid.UUID, dict[str, Any]]]:
     """Live profiles holding at least one of ``trait_keys``, in id order, at most ``limit``.
 
     Merged-away profiles are skipped: their traits already live on the survivor.
@@ -192,9 +196,8 @@ async def list_candidates(
     if status is not None:
         stmt = stmt.where(DedupCandidate.status == status)
     if after is not None:
-        stmt = stmt.where(
-            sa.tuple_(DedupCandidate.score, DedupCandidate.id) < sa.tuple_(sa.literal(after[0], sa.Double), sa.literal(after[1]))
-        )
+        bound = sa.tuple_(sa.literal(after[0], sa.Double), sa.literal(after[1]))
+        stmt = stmt.where(sa.tuple_(DedupCandidate.score, DedupCandidate.id) < bound)
     stmt = stmt.order_by(DedupCandidate.score.desc(), DedupCandidate.id.desc()).limit(limit)
     return list((await session.execute(stmt, execution_options={"populate_existing": True})).scalars())
 

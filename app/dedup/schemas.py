@@ -26,9 +26,11 @@ class DedupRunCreate(BaseModel):
         json_schema_extra={"examples": [{"threshold": 0.9, "min_score": 0.5, "max_block_size": 500, "dry_run": False}]},
     )
     threshold: float | None = Field(
-        default=DEFAULT_THRESHOLD, ge=0.0, le=1.0,
-        description="Merge candidates scoring at or above this automatically (ledger rule `dedup`); "
-                    "null never merges automatically, everything waits for review.",
+        default=None, ge=0.0, le=1.0,
+        description="Merge candidates scoring at or above this automatically (ledger rule `dedup`). "
+                    f"Omitted or null: nothing merges on its own, everything waits for review (a fuzzy match "
+                    f"should not merge people unless you asked for it; {DEFAULT_THRESHOLD} is a measured "
+                    "starting point, see docs/DEDUP.md).",
     )
     min_score: float = Field(
         default=0.5, ge=0.1, le=1.0,

@@ -372,7 +372,7 @@ async def list_candidates(
         try:
             after = (float(score), uuid.UUID(candidate_id))
         except ValueError:
-            raise BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor") from None
+            raise _invalid_cursor() from None
     rows = await repository.list_candidates(
         session, workspace_id=workspace_id, run_id=run_id, status=status, after=after, limit=limit + 1
     )
@@ -384,15 +384,21 @@ async def list_candidates(
 
 
 async def _pending_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidate:
-    candidate = await repository.get_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id, for_update=True)
+    candidate = await repository.get_candidate(
+        session, workspace_id=workspace_id, candidate_id=candidate_id, for_update=True
+    )
     if candidate is None:
         raise NotFound(f"No dedup candidate with id {candidate_id} in this workspace.")
     if candidate.status != "pending":
-        raise CandidateDecided(f"Candidate {candidate_id} was already {candidate.status}; only pending candidates can be decided.")
+        raise CandidateDecided(
+            f"Candidate {candidate_id} was already {candidate.status}; only pending candidates can be decided."
+        )
     return candidate
 
 
-async def merge_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidatePublic:
+async def merge_candidate(
+    session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID
+) -> DedupCandidatePublic:
     """Merge a reviewed pair through ``manual_merge`` (rule ``dedup``; ``split`` undoes it).
 
     Either side may have been merged into another profile since the run: the pair then
@@ -431,7 +437,9 @@ async def merge_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, can
     return DedupCandidatePublic.model_validate(row)
 
 
-async def reject_candidate(session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID) -> DedupCandidatePublic:
+async def reject_candidate(
+    session: AsyncSession, *, workspace_id: uuid.UUID, candidate_id: uuid.UUID
+) -> DedupCandidatePublic:
     """Mark a pair as two different people; later runs will not propose it again."""
     await _pending_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id)
     row = await repository.decide_candidate(
@@ -444,4 +452,8 @@ def _uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor") from None
+        raise _invalid_cursor() from None
+
+
+def _invalid_cursor() -> BadRequest:
+    return BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor")

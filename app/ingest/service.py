@@ -24,6 +24,7 @@ from app.identity.normalize import IdentitySettings
 from app.ingest import repository
 from app.ingest.parser import ParsedMessage, Rejection
 from app.profiles import service as profile_service
+from app.traits import service as trait_service
 
 log = logging.getLogger("clientele.ingest")
 MAX_ATTEMPTS = 6
@@ -37,6 +38,7 @@ class IngestResult:
     profiles_created: int = 0
     merges: int = 0
     conflicts: int = 0
+    touched_profiles: set[uuid.UUID] = field(default_factory=set)
 
 
 async def ingest(
@@ -61,6 +63,10 @@ async def ingest(
             await _ingest_once(
                 conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {}
             )
+            # Last in the transaction (it locks the profiles' dirty marks until the commit).
+            await trait_service.enqueue_incremental_refresh(
+                session, workspace_id=workspace_id, profile_ids=sorted(result.touched_profiles)
+            )
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -72,6 +78,7 @@ async def ingest(
         # round trips on the normal path); the session starts a fresh one on next use.
         await session.rollback()
         result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
+        result.touched_profiles = set()
         await asyncio.sleep(0.002 * attempt)
     raise ServiceUnavailable(
         "The batch kept colliding with concurrent writes to the same people; retry it.", headers={"Retry-After": "1"}
@@ -144,5 +151,6 @@ async def _ingest_once(
     await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
     await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
     inserted = await repository.insert_events(conn, workspace_id, received_at, fresh, profile_of)
+    result.touched_profiles = {profile_of[m.index] for m in fresh}
     result.accepted = inserted
     result.duplicates += len(fresh) - inserted

@@ -12,12 +12,17 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import orjson
-from pgqueuer.adapters.persistence.queries import Queries
-from pgqueuer.db import AsyncpgDriver
+from pgqueuer import AsyncpgDriver, Queries
 from pgqueuer.domain.settings import db_settings
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import raw_connection
+
+
+def queue_tables() -> frozenset[str]:
+    """pgqueuer's tables: installed by migration 0004 from pgqueuer's own DDL, not from our models."""
+    names = db_settings()
+    return frozenset({names.queue_table, names.queue_table_log, names.statistics_table, names.schedules_table})
 
 
 async def _queries(session: AsyncSession) -> Queries:
@@ -87,3 +92,25 @@ async def pending_state(session: AsyncSession, *, dedupe_key: str) -> Literal["q
         dedupe_key,
     )
     return status
+
+
+async def is_pending(session: AsyncSession, *, queue_job_id: int) -> bool:
+    """Whether this queue job is still queued or being picked up (it is gone once finished)."""
+    conn = await raw_connection(session)
+    table = db_settings().qualified.queue_table
+    return bool(await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND status IN ('queued', 'picked'))", queue_job_id
+    ))
+
+
+async def prune_history(session: AsyncSession, *, older_than: timedelta) -> int:
+    """Delete pgqueuer's log rows older than `older_than` (pgqueuer keeps them forever).
+
+    Only rows already folded into its statistics table go, so its throughput figures stay whole.
+    """
+    conn = await raw_connection(session)
+    names = db_settings().qualified
+    status = await conn.execute(
+        f"DELETE FROM {names.queue_table_log} WHERE aggregated AND created < now() - $1::interval", older_than
+    )
+    return int(status.rsplit(" ", 1)[-1])

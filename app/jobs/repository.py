@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +40,13 @@ async def update_job(
         .where(Job.workspace_id == workspace_id, Job.id == job_id, Job.status.in_(only_if))
         .values(**values)
         .returning(Job)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.execute(stmt)).scalars().first()
+
+
+async def delete_finished_before(session: AsyncSession, older_than: timedelta) -> int:
+    stmt = sa.delete(Job).where(
+        Job.status.in_(("done", "failed")), Job.finished_at < sa.func.now() - older_than
+    )
+    return (await session.execute(stmt)).rowcount or 0

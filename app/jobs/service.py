@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,13 @@ async def submit(
     """Queue `task` for the worker and track it. With `coalesce`, a job of the same task that
     is still waiting in this workspace is returned instead of queueing another one."""
     if coalesce and (waiting := await repository.find_queued(session, workspace_id, task)) is not None:
-        return waiting
+        if waiting.queue_job_id is not None and await queue.is_pending(session, queue_job_id=waiting.queue_job_id):
+            return waiting
+        # Its queue entry is gone (the queue was purged by hand): say so, and queue afresh.
+        await repository.update_job(
+            session, workspace_id, waiting.id, only_if=("queued",),
+            status="failed", error="The job was removed from the queue before it ran.", finished_at=_NOW,
+        )
     job_id = uuid7()
     payload = {**(params or {}), "workspace_id": str(workspace_id), "job_id": str(job_id)}
     queue_job_id = await queue.enqueue(session, task=task, payload=payload)
@@ -117,3 +123,16 @@ async def get_job(session: AsyncSession, *, workspace_id: uuid.UUID, job_id: uui
     if job is None or not job.task.startswith(task_prefix):
         raise NotFound(f"No job with id {job_id} in this workspace.")
     return job
+
+
+# Finished jobs stay visible this long; pgqueuer's per-transition log is only kept for a week.
+JOB_RETENTION = timedelta(days=30)
+QUEUE_LOG_RETENTION = timedelta(days=7)
+
+
+async def prune(session: AsyncSession) -> dict[str, int]:
+    """Forget old finished jobs and old queue history (a daily schedule)."""
+    return {
+        "jobs": await repository.delete_finished_before(session, JOB_RETENTION),
+        "queue_log": await queue.prune_history(session, older_than=QUEUE_LOG_RETENTION),
+    }

@@ -19,12 +19,13 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from pgqueuer import Job as QueueJob
 from pgqueuer import PgQueuer
-from pgqueuer.models import Job as QueueJob
 from pgqueuer.models import Schedule as QueueSchedule
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, standalone_session
+from app.jobs import service as job_service
 from app.jobs.queue import decode
 
 log = logging.getLogger("clientele.worker")
@@ -61,11 +62,16 @@ class Schedule:
     run: Callable[[JobContext], Awaitable[Any]]
 
 
+async def prune_history(ctx: JobContext) -> None:
+    async with standalone_session(ctx.db) as session:
+        log.info("job history pruned", extra=await job_service.prune(session))
+
+
 def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
     """Every domain's tasks and schedules (the worker's counterpart of app/api.py)."""
     from app.traits import jobs as trait_jobs
 
-    return [*trait_jobs.TASKS], [*trait_jobs.schedules(settings)]
+    return [*trait_jobs.TASKS], [Schedule("jobs.prune", "17 3 * * *", prune_history), *trait_jobs.schedules(settings)]
 
 
 def asyncpg_dsn(db: Database) -> str:

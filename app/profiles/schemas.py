@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.pagination import CursorPage
+from app.traits.schemas import ComputedTraitValuePublic
 
 
 class IdentifierPublic(BaseModel):
@@ -23,8 +24,8 @@ class ProfilePublic(BaseModel):
     id: uuid.UUID
     identifiers: list[IdentifierPublic]
     traits: dict[str, Any]
-    computed_traits: dict[str, Any] = Field(
-        default_factory=dict, description="Computed traits by name: {value, computed_at}."
+    computed_traits: dict[str, ComputedTraitValuePublic] = Field(
+        default_factory=dict, description="Computed traits by name (built-in and defined), each with when it was computed."
     )
     first_seen_at: datetime | None = Field(description="Earliest event time.")
     last_seen_at: datetime | None = Field(description="Latest event time.")

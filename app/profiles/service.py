@@ -19,6 +19,7 @@ from app.identity.normalize import IdentitySettings, InvalidIdentifier, normaliz
 from app.profiles import repository
 from app.profiles.models import Profile
 from app.profiles.schemas import IdentifierPublic, ProfileListItem, ProfilePublic
+from app.traits import service as trait_service
 
 MAX_MERGE_CHAIN = 32
 _TRAIT_KEY = re.compile(r"^[A-Za-z0-9_.\-$ ]{1,128}$")
@@ -50,7 +51,7 @@ async def get_profile(session: AsyncSession, *, workspace_id: uuid.UUID, profile
         id=profile.id,
         identifiers=[IdentifierPublic(**i) for i in sorted(details["identifiers"], key=lambda i: (i["type"], i["value"]))],
         traits=profile.traits,
-        computed_traits=await _computed_traits(session, workspace_id, profile.id),
+        computed_traits=await trait_service.get_profile_values(session, workspace_id=workspace_id, profile_id=profile.id),
         first_seen_at=details["first_seen_at"],
         last_seen_at=details["last_seen_at"],
         created_at=profile.created_at,
@@ -58,17 +59,6 @@ async def get_profile(session: AsyncSession, *, workspace_id: uuid.UUID, profile
         merged_from=details["merged_from"],
         requested_id=profile_id if profile.id != profile_id else None,
     )
-
-
-async def _computed_traits(session: AsyncSession, workspace_id: uuid.UUID, profile_id: uuid.UUID) -> dict[str, Any]:
-    try:
-        from app.traits import service as trait_service
-    except ImportError:  # the traits domain is optional at this layer
-        return {}
-    getter = getattr(trait_service, "computed_traits_for_profile", None)
-    if getter is None:
-        return {}
-    return await getter(session, workspace_id=workspace_id, profile_id=profile_id)
 
 
 async def lookup(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from app.core.config import Settings
@@ -17,17 +16,13 @@ from app.workspaces import service as workspace_service
 SCHEDULE_REFRESH_ALL = "traits.refresh_all"
 
 
-def clv_refit_after(settings: Settings) -> timedelta | None:
-    return timedelta(hours=settings.clv_refit_hours) if settings.clv_refit_hours > 0 else None
-
-
 async def run_refresh(ctx: JobContext, payload: dict[str, Any]) -> Any:
     """A full refresh of one workspace; tracked when it came from the API or the CLI."""
     workspace_id = uuid.UUID(str(payload["workspace_id"]))
     return await job_service.execute(
         ctx.db, payload=payload,
         work=lambda session: service.refresh(
-            session, workspace_id=workspace_id, clv_refit_after=clv_refit_after(ctx.settings)
+            session, workspace_id=workspace_id, clv_refit_after=service.clv_refit_after(ctx.settings)
         ),
     )
 

@@ -133,7 +133,7 @@ async def lock_workspace(conn: Any, workspace_id: uuid.UUID) -> datetime:
     stamp this refresh's values with, read after the lock so it is later than any earlier
     refresh's stamp."""
     await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('computed_traits:' || $1::text, 0))", workspace_id
+        "SELECT pg_advisory_xact_lock(hashtextextended('computed_traits:' || $1::uuid::text, 0))", workspace_id
     )
     return await conn.fetchval("SELECT clock_timestamp()")
 

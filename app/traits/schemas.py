@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Aggregation = Literal["count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "distinct"]
 
@@ -149,13 +149,20 @@ class ClvFitRequest(BaseModel):
         default=None, description="When profiles are scored (their history up to then). Default: now."
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ClvFitRequest:
-        if self.calibration_start and self.calibration_end and self.calibration_start > self.calibration_end:
-            raise ValueError("calibration_start must not be after calibration_end")
-        if self.as_of is not None and self.as_of.tzinfo is None:
-            raise ValueError("as_of needs a time zone (e.g. 2024-01-01T00:00:00Z)")
-        return self
+    @field_validator("calibration_end")
+    @classmethod
+    def _after_start(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("calibration_start")
+        if value is not None and start is not None and start > value:
+            raise ValueError("calibration_end must not be before calibration_start")
+        return value
+
+    @field_validator("as_of")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("as_of needs a time zone, e.g. 1997-09-30T23:59:59Z")
+        return value
 
 
 class BgNbdParams(BaseModel):

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.db import raw_connection
-from app.core.errors import Conflict, NotFound, ValidationFailed, field_errors_from_pydantic
+from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed, field_errors_from_pydantic
 from app.jobs import queue
 from app.jobs import service as job_service
 from app.jobs.models import Job
@@ -125,6 +125,11 @@ async def get_profile_values(
 
 
 # ----------------------------------------------------------------------------- refresh
+
+
+def clv_refit_after(settings: Settings) -> timedelta | None:
+    """How old a CLV model may get before a full refresh refits it (CLIENTELE_CLV_REFIT_HOURS)."""
+    return timedelta(hours=settings.clv_refit_hours) if settings.clv_refit_hours > 0 else None
 
 
 async def refresh(
@@ -258,6 +263,12 @@ async def fit_clv(
     conn = await raw_connection(session)
     computed_at = await repository.lock_workspace(conn, workspace_id)
     as_of = as_of or computed_at
+    if calibration_end is not None and calibration_end > as_of.astimezone(UTC).date():
+        # T would count days nobody could have bought on yet.
+        raise ValidationFailed(
+            "calibration_end must not be after as_of (default: now).",
+            errors=[FieldError(pointer="/calibration_end", location="body", detail="after as_of", code="value_error")],
+        )
     end_day = calibration_end or as_of.astimezone(UTC).date()
     model = await _fit(
         session, workspace_id=workspace_id, start_day=calibration_start, end_day=end_day,
@@ -354,7 +365,16 @@ def _finite(values: np.ndarray, digits: int) -> list[float | None]:
 
 
 def _clv_scores(model: ClvModel, summary: repository.OrderSummary, end_day: date) -> dict[str, list[float | None]]:
-    """Per-customer scores (numpy; run in a thread). Keys are the CLV trait names."""
+    """Per-customer scores (numpy; run in a thread). Keys are the CLV trait names.
+
+    A barely identified model (a young workspace) can overflow for some customers; their
+    score is left out (`_finite`) rather than stored as NaN, hence the silenced warnings.
+    """
+    with np.errstate(all="ignore"):
+        return _clv_score_arrays(model, summary, end_day)
+
+
+def _clv_score_arrays(model: ClvModel, summary: repository.OrderSummary, end_day: date) -> dict[str, list[float | None]]:
     x, t_x, age, monetary = _rfm_arrays(summary, end_day)
     params = model.params
     bg = clv.BGNBDParams(r=params["r"], alpha=params["alpha"], a=params["a"], b=params["b"],
