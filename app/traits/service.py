@@ -46,6 +46,8 @@ TASK_INCREMENTAL = "traits.incremental"
 # Past this many touched profiles one pass over the workspace is cheaper than ANY(ids) probes.
 INCREMENTAL_LIMIT = 50_000
 WEEK = 7.0  # CLV time unit, in days (the BG/NBD paper's)
+MIN_CLV_CUSTOMERS = 20  # below this BG/NBD is not identified; fitting only burns CPU
+MIN_CLV_REPEAT_CUSTOMERS = 5
 _DEFINITION_FIELDS = ("name", "aggregation", "event", "property", "window_days")
 
 
@@ -335,6 +337,14 @@ async def _fit(
     if not summary.profile_ids:
         raise ValidationFailed("There are no `Order Completed` events in the calibration period.", code="clv_no_orders")
     x, t_x, age, monetary = _rfm_arrays(summary, end_day)
+    repeaters = int((x > 0).sum())
+    if len(x) < MIN_CLV_CUSTOMERS or repeaters < MIN_CLV_REPEAT_CUSTOMERS:
+        # Too little data identifies no model, and the optimiser would spend seconds proving it.
+        raise ValidationFailed(
+            f"The order history is too small to fit the CLV model: {len(x)} customers, {repeaters} with repeat "
+            f"purchases (at least {MIN_CLV_CUSTOMERS} and {MIN_CLV_REPEAT_CUSTOMERS} are needed).",
+            code="clv_not_enough_data",
+        )
     try:
         bg = await asyncio.to_thread(clv.fit_bgnbd, x, t_x, age)
     except ValueError as exc:

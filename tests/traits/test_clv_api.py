@@ -126,9 +126,9 @@ async def test_fit_needs_orders_and_repeat_buyers(client: httpx.AsyncClient, wor
     batch = [{"type": "track", "userId": f"u{i}", "event": "Order Completed", "messageId": f"o{i}",
               "timestamp": "2024-01-0%dT10:00:00Z" % (i + 1), "properties": {"revenue": 10}} for i in range(3)]
     assert (await client.post("/v1/batch", json={"batch": batch}, auth=workspace.write_auth)).status_code == 200
-    degenerate = await client.post(fit, json={}, headers=workspace.admin_headers)
-    assert degenerate.status_code == 422 and degenerate.json()["code"] == "clv_fit_failed"
-    assert "repeat purchase" in degenerate.json()["detail"]
+    too_small = await client.post(fit, json={}, headers=workspace.admin_headers)
+    assert too_small.status_code == 422 and too_small.json()["code"] == "clv_not_enough_data"
+    assert "3 customers, 0 with repeat purchases" in too_small.json()["detail"]
 
 
 @pytest.mark.parametrize(
