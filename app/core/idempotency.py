@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
-from fastapi import Header
+from fastapi import Header, Request
+from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
@@ -77,3 +79,28 @@ async def remember(
     session.add(IdempotencyRecord(workspace_id=workspace_id, key=key, fingerprint=fp, status_code=status_code,
                                   response=response))
     await session.flush()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def once(
+    session: AsyncSession,
+    request: Request,
+    *,
+    workspace_id: uuid.UUID,
+    key: str | None,
+    body: Any,
+    model: type[M],
+    run: Callable[[], Awaitable[M]],
+) -> M:
+    """Run `run` at most once per Idempotency-Key: a retry with the same key and body gets the
+    stored response; the same key with another body is a 422. Without a key it just runs."""
+    fp = fingerprint(request.method, request.url.path, body)
+    stored = await replay(session, workspace_id=workspace_id, key=key, fp=fp)
+    if stored is not None:
+        return model.model_validate(stored)
+    result = await run()
+    await remember(session, workspace_id=workspace_id, key=key, fp=fp, status_code=200,
+                   response=result.model_dump(mode="json"))
+    return result

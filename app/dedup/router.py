@@ -37,16 +37,15 @@ async def create_dedup_run(
     `dedup`, undone by split). Pairs rejected on review are not proposed again. Runs inside the
     request for now; see docs/DEDUP.md."""
     body = body or DedupRunCreate()
-    fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-    if (stored := await idempotency.replay(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp)):
-        return DedupRunPublic.model_validate(stored)
-    run = await service.run_dedup(
-        session, workspace_id=principal.workspace_id, threshold=body.threshold, min_score=body.min_score,
-        max_block_size=body.max_block_size, dry_run=body.dry_run,
-    )
-    await idempotency.remember(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp,
-                               status_code=201, response=run.model_dump(mode="json"))
-    return run
+
+    async def run() -> DedupRunPublic:
+        return await service.run_dedup(
+            session, workspace_id=principal.workspace_id, threshold=body.threshold, min_score=body.min_score,
+            max_block_size=body.max_block_size, dry_run=body.dry_run,
+        )
+
+    return await idempotency.once(session, request, workspace_id=principal.workspace_id, key=idempotency_key,
+                                  body=body.model_dump(mode="json"), model=DedupRunPublic, run=run)
 
 
 @router.get("/runs", response_model=DedupRunPage, responses=responses(400, 401, 403, 422), summary="List dedup runs")
@@ -95,13 +94,11 @@ async def merge_dedup_candidate(
     """Merges the two profiles (ledger rule `dedup`; split undoes it). 409 when identity limits
     forbid it (e.g. two different user_ids; the pair stays pending) or the pair was already
     decided."""
-    fp = idempotency.fingerprint("POST", request.url.path, None)
-    if (stored := await idempotency.replay(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp)):
-        return DedupCandidatePublic.model_validate(stored)
-    result = await service.merge_candidate(session, workspace_id=principal.workspace_id, candidate_id=candidate_id)
-    await idempotency.remember(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp,
-                               status_code=200, response=result.model_dump(mode="json"))
-    return result
+    return await idempotency.once(
+        session, request, workspace_id=principal.workspace_id, key=idempotency_key, body=None,
+        model=DedupCandidatePublic,
+        run=lambda: service.merge_candidate(session, workspace_id=principal.workspace_id, candidate_id=candidate_id),
+    )
 
 
 @router.post(
@@ -113,10 +110,8 @@ async def reject_dedup_candidate(
     idempotency_key: idempotency.IdempotencyKey = None,
 ) -> DedupCandidatePublic:
     """Records that the two profiles are different people; later runs do not propose the pair again."""
-    fp = idempotency.fingerprint("POST", request.url.path, None)
-    if (stored := await idempotency.replay(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp)):
-        return DedupCandidatePublic.model_validate(stored)
-    result = await service.reject_candidate(session, workspace_id=principal.workspace_id, candidate_id=candidate_id)
-    await idempotency.remember(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp,
-                               status_code=200, response=result.model_dump(mode="json"))
-    return result
+    return await idempotency.once(
+        session, request, workspace_id=principal.workspace_id, key=idempotency_key, body=None,
+        model=DedupCandidatePublic,
+        run=lambda: service.reject_candidate(session, workspace_id=principal.workspace_id, candidate_id=candidate_id),
+    )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 
 from app.core import idempotency
 from app.core.auth import ReadPrincipal, WritePrincipal
@@ -74,22 +74,20 @@ async def lookup_profile(
     summary="Merge profiles (or preview with dry_run)",
 )
 async def merge_profiles(
-    body: MergeRequest, request: Request, response: Response, session: SessionDep, principal: WritePrincipal,
+    body: MergeRequest, request: Request, session: SessionDep, principal: WritePrincipal,
     idempotency_key: idempotency.IdempotencyKey = None,
 ) -> MergeResult:
     """Identity limits apply (two different user_ids never merge: 409). Every merge is written to
     the ledger with rule `manual` and can be undone with split."""
-    fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-    if (stored := await idempotency.replay(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp)):
-        return MergeResult.model_validate(stored)
-    workspace = await workspace_service.get_workspace(session, workspace_id=principal.workspace_id)
-    result = MergeResult.model_validate(await identity_service.manual_merge(
-        session, workspace_id=principal.workspace_id, profile_ids=body.profile_ids, survivor_id=body.survivor_id,
-        dry_run=body.dry_run, workspace_settings=workspace.settings,
-    ))
-    await idempotency.remember(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp,
-                               status_code=200, response=result.model_dump(mode="json"))
-    return result
+    async def run() -> MergeResult:
+        workspace = await workspace_service.get_workspace(session, workspace_id=principal.workspace_id)
+        return MergeResult.model_validate(await identity_service.manual_merge(
+            session, workspace_id=principal.workspace_id, profile_ids=body.profile_ids, survivor_id=body.survivor_id,
+            dry_run=body.dry_run, workspace_settings=workspace.settings,
+        ))
+
+    return await idempotency.once(session, request, workspace_id=principal.workspace_id, key=idempotency_key,
+                                  body=body.model_dump(mode="json"), model=MergeResult, run=run)
 
 
 @router.get("/profiles/{profile_id}", response_model=ProfilePublic, responses=responses(401, 403, 404, 422), summary="Get a profile")
@@ -108,16 +106,14 @@ async def patch_profile(
 ) -> ProfilePublic:
     """`set` overwrites, `set_once` only fills traits the profile lacks, `unset` removes. Send an
     `Idempotency-Key` to make retries safe."""
-    fp = idempotency.fingerprint("PATCH", request.url.path, body.model_dump(mode="json"))
-    if (stored := await idempotency.replay(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp)):
-        return ProfilePublic.model_validate(stored)
-    result = await service.patch_traits(
-        session, workspace_id=principal.workspace_id, profile_id=profile_id, set_=body.set,
-        set_once=body.set_once, unset=body.unset,
-    )
-    await idempotency.remember(session, workspace_id=principal.workspace_id, key=idempotency_key, fp=fp,
-                               status_code=200, response=result.model_dump(mode="json"))
-    return result
+    async def run() -> ProfilePublic:
+        return await service.patch_traits(
+            session, workspace_id=principal.workspace_id, profile_id=profile_id, set_=body.set,
+            set_once=body.set_once, unset=body.unset,
+        )
+
+    return await idempotency.once(session, request, workspace_id=principal.workspace_id, key=idempotency_key,
+                                  body=body.model_dump(mode="json"), model=ProfilePublic, run=run)
 
 
 @router.get(
