@@ -55,9 +55,27 @@ class RetryBatch(Exception):
         self.exclusive = exclusive
 
 
+_DEFAULT_SETTINGS = IdentitySettings()
+_settings_cache: dict[bytes, IdentitySettings] = {}
+
+
 def identity_settings_from(workspace_settings: Mapping[str, Any] | None) -> IdentitySettings:
+    """The workspace's identity rules. One shared (immutable) object per configuration, so
+    per-settings caches (identifier normalisation) survive from request to request."""
     raw = dict((workspace_settings or {}).get("identity") or {})
-    base = IdentitySettings()
+    if not raw:
+        return _DEFAULT_SETTINGS
+    key = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    cached = _settings_cache.get(key)
+    if cached is None:
+        if len(_settings_cache) > 1024:
+            _settings_cache.clear()
+        cached = _settings_cache[key] = _build_settings(raw)
+    return cached
+
+
+def _build_settings(raw: dict[str, Any]) -> IdentitySettings:
+    base = _DEFAULT_SETTINGS
     kwargs: dict[str, Any] = {}
     if "default_region" in raw:
         kwargs["default_region"] = str(raw["default_region"]).upper()

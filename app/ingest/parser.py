@@ -11,7 +11,6 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,9 +154,23 @@ def _normalize_uncached(type_: str, raw: Any, identity: IdentitySettings) -> Any
         return None  # an unusable email/phone in traits is kept as a trait, not used as an identifier
 
 
-# The same people send message after message: memoising normalisation (per settings object,
-# which is immutable) halves the parsing cost of a typical batch.
-_normalized = lru_cache(maxsize=100_000)(_normalize_uncached)
+# The same people send message after message, so normalisation is memoised: one plain dict per
+# settings object (settings are immutable and shared per workspace configuration, see
+# identity_settings_from), keyed by (type, raw value). Plain dicts keep the hit cheap: hashing
+# the settings object on every look-up cost more than the normalisation it saved.
+_MAX_CACHED = 100_000
+_caches: dict[int, tuple[IdentitySettings, dict[tuple[str, Any], Any]]] = {}
+
+
+def _cache_for(identity: IdentitySettings) -> dict[tuple[str, Any], Any]:
+    entry = _caches.get(id(identity))
+    if entry is None or entry[0] is not identity:
+        if len(_caches) > 256:
+            _caches.clear()
+        entry = _caches[id(identity)] = (identity, {})
+    if len(entry[1]) > _MAX_CACHED:
+        entry[1].clear()
+    return entry[1]
 
 
 def _collect_keys(
@@ -165,22 +178,33 @@ def _collect_keys(
 ) -> list[Key]:
     keys: list[Key] = []
     seen: set[tuple[str, str]] = set()
+    cache = _cache_for(identity)
 
     def add(type_: str, raw: Any) -> None:
         if raw is None or raw == "":
             return
-        ident = _normalized(type_, raw, identity) if isinstance(raw, str | int) else _normalize_uncached(type_, raw, identity)
+        if isinstance(raw, str | int):
+            ident = cache.get((type_, raw), cache)
+            if ident is cache:
+                ident = cache[(type_, raw)] = _normalize_uncached(type_, raw, identity)
+        else:
+            ident = _normalize_uncached(type_, raw, identity)
         if ident is None or (ident.type, ident.value) in seen:
             return
         seen.add((ident.type, ident.value))
         keys.append(Key(ident.type, ident.value, ident.raw))
 
-    add("user_id", parsed.user_id)
-    add("anonymous_id", parsed.anonymous_id)
-    ctx_traits = parsed.context.get("traits") if isinstance(parsed.context.get("traits"), dict) else {}
+    if parsed.user_id is not None:
+        add("user_id", parsed.user_id)
+    if parsed.anonymous_id is not None:
+        add("anonymous_id", parsed.anonymous_id)
+    ctx_traits = parsed.context.get("traits")
     for source in (parsed.traits, ctx_traits):
-        add("email", source.get("email"))
-        add("phone", source.get("phone"))
+        if source and isinstance(source, dict):
+            if (email := source.get("email")) is not None:
+                add("email", email)
+            if (phone := source.get("phone")) is not None:
+                add("phone", phone)
     external = parsed.context.get("externalIds")
     if isinstance(external, list):
         for item in external[:20]:
