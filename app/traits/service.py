@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import uuid
+from time import monotonic
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -214,18 +215,30 @@ async def enqueue_incremental_refresh(
     delay = delay_seconds if delay_seconds is not None else get_settings().traits_incremental_delay_seconds
     conn = await raw_connection(session)
     bucket, wait = await repository.mark_dirty(conn, workspace_id, profile_ids, delay)
+    # This process already saw the window's job queued, and a queued job cannot start before
+    # its window closes: skip the queue round trips until shortly before that.
+    if _window_job_seen.get((workspace_id, bucket), 0.0) > monotonic():
+        return
     state = await queue.pending_state(session, dedupe_key=_incremental_key(workspace_id, bucket))
     if state == "picked":
         # This window's job is already running and may not see these rows; the next window's
         # job takes every window up to its own.
         bucket, wait = bucket + 1, wait + delay
         state = await queue.pending_state(session, dedupe_key=_incremental_key(workspace_id, bucket))
-    if state == "queued":
-        return
-    await queue.enqueue(
-        session, task=TASK_INCREMENTAL, payload={"workspace_id": str(workspace_id), "bucket": bucket},
-        dedupe_key=_incremental_key(workspace_id, bucket), delay=timedelta(seconds=wait),
-    )
+    if state != "queued":
+        await queue.enqueue(
+            session, task=TASK_INCREMENTAL, payload={"workspace_id": str(workspace_id), "bucket": bucket},
+            dedupe_key=_incremental_key(workspace_id, bucket), delay=timedelta(seconds=wait),
+        )
+    if len(_window_job_seen) > 10_000:
+        _window_job_seen.clear()
+    _window_job_seen[(workspace_id, bucket)] = monotonic() + wait - _WINDOW_MARGIN_SECONDS
+
+
+# (workspace, window) -> until when (monotonic clock) this process may trust that the window's
+# job is queued. Only a cache: a miss costs the two queue round trips it saves.
+_window_job_seen: dict[tuple[uuid.UUID, int], float] = {}
+_WINDOW_MARGIN_SECONDS = 1.0
 
 
 async def run_incremental_refresh(session: AsyncSession, *, workspace_id: uuid.UUID, up_to_bucket: int) -> dict[str, Any]:
