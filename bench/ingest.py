@@ -159,8 +159,7 @@ async def raw_phase(dsn: str, workspace_id: uuid.UUID, batches: list[list[dict]]
                     payload = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                rows = await conn.fetch(INSERT_EVENTS, workspace_id, received, payload)
-                inserted += len(rows)
+                inserted += await conn.fetchval(INSERT_EVENTS, workspace_id, received, payload)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -35,10 +35,13 @@ LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from o
 # One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
 # the table statistics say; a join lets a stale plan scan the whole workspace).
 LOOKUP_IDENTITIES = """
-SELECT k.type, k.value,
-       (SELECT i.profile_id FROM identity AS i
-        WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id
-FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
+SELECT * FROM (
+    SELECT k.type, k.value,
+           (SELECT i.profile_id FROM identity AS i
+            WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id
+    FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
+) AS found
+WHERE profile_id IS NOT NULL
 """
 
 

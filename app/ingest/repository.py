@@ -31,6 +31,7 @@ async def existing_message_ids(conn: Any, workspace_id: uuid.UUID, message_ids: 
 # instead of encoding 17 arrays element by element (which cost more CPU than the rest of the
 # request), and nested objects (properties, context) are serialised once, by orjson.
 INSERT_EVENTS = """
+WITH inserted AS (
 INSERT INTO event (workspace_id, message_id, profile_id, type, event, name, user_id, anonymous_id,
                    group_id, previous_id, properties, traits, context, integrations, timestamp,
                    original_timestamp, sent_at, received_at, timestamp_clamped)
@@ -43,7 +44,9 @@ FROM jsonb_to_recordset($3::text::jsonb) AS m(
        ts timestamptz, original_ts timestamptz, sent_at timestamptz, clamped boolean)
 ORDER BY m.message_id
 ON CONFLICT DO NOTHING
-RETURNING message_id
+RETURNING 1
+)
+SELECT count(*) FROM inserted
 """
 
 
@@ -81,8 +84,8 @@ async def insert_events(
     """Insert the messages; returns how many were new (the rest were duplicates)."""
     if not messages:
         return 0
-    rows = await conn.fetch(INSERT_EVENTS, workspace_id, received_at, event_rows(messages, profile_of).decode())
-    return len(rows)
+    # Only the number of new rows is needed (the rest were duplicates): one value comes back.
+    return await conn.fetchval(INSERT_EVENTS, workspace_id, received_at, event_rows(messages, profile_of).decode())
 
 
 async def upsert_accounts(
