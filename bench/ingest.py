@@ -159,7 +159,10 @@ async def raw_phase(dsn: str, workspace_id: uuid.UUID, batches: list[list[dict]]
                     payload = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                inserted += await conn.fetchval(INSERT_EVENTS, workspace_id, received, payload)
+                # Await first: `inserted += await ...` would read `inserted` before yielding and
+                # lose the other workers' additions.
+                count = await conn.fetchval(INSERT_EVENTS, workspace_id, received, payload)
+                inserted += count
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
