@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -70,6 +72,9 @@ def serve(
     # Workers are separate processes: hand them the resolved URL so they share one server.
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with the default disposition that
+    # kills the process before atexit stops the embedded PostgreSQL. Exit normally instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     where = "embedded PostgreSQL in " + str(settings.pgdata_dir) if not settings.database_url else "DATABASE_URL"
     err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port} ({where})")
     uvicorn.run(

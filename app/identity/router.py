@@ -10,7 +10,6 @@ from app.core.db import SessionDep
 from app.core.errors import responses
 from app.identity import service
 from app.identity.schemas import IdentityConflictPublic, IdentitySettingsPublic, IdentitySettingsUpdate
-from app.identity.normalize import IdentitySettings
 from app.workspaces import service as workspace_service
 
 router = APIRouter(tags=["identity"])
@@ -40,7 +39,6 @@ async def update_identity_settings(
 ) -> IdentitySettingsPublic:
     """Applies to data received from now on; existing links are not re-evaluated."""
     value = body.model_dump(exclude_none=True)
-    IdentitySettings(**{k: v for k, v in service.identity_settings_from({"identity": value}).__dict__.items()})
     workspace = await workspace_service.update_settings_section(
         session, workspace_id=principal.workspace_id, section="identity", value=value
     )
