@@ -25,6 +25,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Blocking, like upgrade."""
+    command.downgrade(alembic_config(url), revision)
+
+
 def check(url: str) -> None:
     """Raise if the models and the migrations disagree."""
     command.check(alembic_config(url))

@@ -36,7 +36,7 @@ from app.core.errors import AppError, BadRequest, PayloadTooLarge
 from app.identity.normalize import IdentitySettings
 from app.identity.service import identity_settings_from
 from app.ingest import service
-from app.ingest.parser import MESSAGE_TYPES, parse_batch
+from app.ingest.parser import MESSAGE_TYPES, ParseOptions, parse_batch
 from app.workspaces.service import get_workspace
 
 CHUNK_ROWS = 1000  # rows per transaction: bounds memory, statement size and lock time
@@ -472,11 +472,11 @@ class _Importer:
                 rows.append(item[0])
                 messages.append(item[1])
         received_at = datetime.now(UTC)
-        parsed, rejected = parse_batch(
-            messages, received_at=received_at, max_message_bytes=self.settings.ingest_max_message_bytes,
+        parsed, rejected = parse_batch(messages, ParseOptions(
+            received_at=received_at, max_message_bytes=self.settings.ingest_max_message_bytes,
             future_tolerance=timedelta(seconds=self.settings.ingest_future_tolerance_seconds), identity=self.identity,
             require_segment_id=False,
-        )
+        ))
         errors += [RowError(rows[r.index], r.message_id, r.code, r.reason) for r in rejected]
         # No ingest gate: an import is one long, sequential request with a secret key, not SDK traffic.
         result = await service.ingest(

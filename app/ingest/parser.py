@@ -3,6 +3,18 @@
 Hand-written rather than a pydantic model per message: it is the hottest code in the service,
 it must report a precise reason per message instead of failing the request, and it must accept
 what the official SDKs send (numbers as ids, absent optional fields, extra keys).
+
+Two paths, one set of rules (`_build`):
+
+* `parse_batch_body` (the `/v1/batch` hot path) decodes the request with msgspec into one raw
+  slice per message, then each message into its top-level fields, leaving `properties`,
+  `context`, `integrations` and `traits` as the exact JSON bytes the client sent. Those bytes
+  go to PostgreSQL as they are: no Python objects are built for them and nothing is encoded
+  twice. A message's size is the length of its own bytes.
+* Anything the fast path does not take as it is (an unusual shape, a missing messageId, a
+  batch-level context, a message the rules reject) goes through `parse_message` on plain
+  Python objects, which gives the precise reason. Rejections therefore always come from one
+  place, and `tests/ingest/test_parser.py` checks that both paths store the same thing.
 """
 
 from __future__ import annotations
@@ -10,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
@@ -22,6 +36,10 @@ MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alia
 MAX_ID_LENGTH = 255
 MAX_NAME_LENGTH = 500
 _EXTERNAL_TYPE_CLEAN = re.compile(r"[^a-z0-9_]+")
+# A JSON \u0000 escape that is not itself escaped (\\u0000 is a backslash and "u0000").
+# PostgreSQL's text and jsonb cannot hold NUL, so such a message is refused on its own
+# instead of failing its whole batch in the database.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(slots=True)
@@ -32,8 +50,7 @@ class Rejection:
     reason: str
 
 
-@dataclass(slots=True)
-class Key:
+class Key(NamedTuple):
     """A normalised identifier as found in a message."""
 
     type: str
@@ -52,24 +69,39 @@ class ParsedMessage:
     name: str | None
     group_id: str | None
     previous_id: str | None
-    properties: dict[str, Any]
     traits: dict[str, Any]
-    context: dict[str, Any]
-    integrations: dict[str, Any]
     timestamp: datetime
     original_timestamp: datetime | None
     sent_at: datetime | None
     received_at: datetime
     clamped: bool
-    keys: list[Key] = field(default_factory=list)
+    keys: tuple[Key, ...] = ()
     traits_set_once: dict[str, Any] = field(default_factory=dict)
     traits_unset: list[str] = field(default_factory=list)
+    # The stored event as a JSON object without its profile_id (known only after identity
+    # resolution): properties, context... as the client sent them. See repository.event_rows.
+    row: bytes = b"{}"
 
 
 class MessageError(Exception):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """What the request or import says about all of its messages."""
+
+    received_at: datetime
+    max_message_bytes: int
+    future_tolerance: timedelta
+    identity: IdentitySettings
+    forced_type: str | None = None
+    batch_context: dict[str, Any] = field(default_factory=dict)
+    batch_integrations: dict[str, Any] = field(default_factory=dict)
+    batch_sent_at: datetime | None = None
+    require_segment_id: bool = True
 
 
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:
@@ -156,13 +188,14 @@ def _normalize_uncached(type_: str, raw: Any, identity: IdentitySettings) -> Any
 
 # The same people send message after message, so normalisation is memoised: one plain dict per
 # settings object (settings are immutable and shared per workspace configuration, see
-# identity_settings_from), keyed by (type, raw value). Plain dicts keep the hit cheap: hashing
-# the settings object on every look-up cost more than the normalisation it saved.
+# identity_settings_from), keyed by (type, raw value), and the keys of the commonest message
+# (userId and anonymousId only) by the pair. Plain dicts keep the hit cheap: hashing the
+# settings object on every look-up cost more than the normalisation it saved.
 _MAX_CACHED = 100_000
-_caches: dict[int, tuple[IdentitySettings, dict[tuple[str, Any], Any]]] = {}
+_caches: dict[int, tuple[IdentitySettings, dict[Any, Any]]] = {}
 
 
-def _cache_for(identity: IdentitySettings) -> dict[tuple[str, Any], Any]:
+def _cache_for(identity: IdentitySettings) -> dict[Any, Any]:
     entry = _caches.get(id(identity))
     if entry is None or entry[0] is not identity:
         if len(_caches) > 256:
@@ -174,11 +207,21 @@ def _cache_for(identity: IdentitySettings) -> dict[tuple[str, Any], Any]:
 
 
 def _collect_keys(
-    parsed: ParsedMessage, identity: IdentitySettings
-) -> list[Key]:
+    user_id: str | None,
+    anonymous_id: str | None,
+    traits: dict[str, Any],
+    ctx_traits: Any,
+    external: Any,
+    identity: IdentitySettings,
+) -> tuple[Key, ...]:
+    cache = _cache_for(identity)
+    simple = not (traits and ("email" in traits or "phone" in traits)) and not ctx_traits and not external
+    if simple:
+        hit = cache.get((user_id, anonymous_id))
+        if hit is not None:
+            return hit
     keys: list[Key] = []
     seen: set[tuple[str, str]] = set()
-    cache = _cache_for(identity)
 
     def add(type_: str, raw: Any) -> None:
         if raw is None or raw == "":
@@ -194,56 +237,63 @@ def _collect_keys(
         seen.add((ident.type, ident.value))
         keys.append(Key(ident.type, ident.value, ident.raw))
 
-    if parsed.user_id is not None:
-        add("user_id", parsed.user_id)
-    if parsed.anonymous_id is not None:
-        add("anonymous_id", parsed.anonymous_id)
-    ctx_traits = parsed.context.get("traits")
-    for source in (parsed.traits, ctx_traits):
+    if user_id is not None:
+        add("user_id", user_id)
+    if anonymous_id is not None:
+        add("anonymous_id", anonymous_id)
+    for source in (traits, ctx_traits):
         if source and isinstance(source, dict):
             if (email := source.get("email")) is not None:
                 add("email", email)
             if (phone := source.get("phone")) is not None:
                 add("phone", phone)
-    external = parsed.context.get("externalIds")
     if isinstance(external, list):
         for item in external[:20]:
             if isinstance(item, dict):
                 type_ = _external_type(item.get("type"))
                 if type_ and type_ not in ("user_id", "anonymous_id"):
                     add(type_, item.get("id"))
-    return keys
+    found = tuple(keys)
+    if simple:
+        cache[(user_id, anonymous_id)] = found
+    return found
 
 
-def parse_message(
-    msg: Any,
+_ABSENT: Any = object()
+
+
+def _build(
     index: int,
+    opts: ParseOptions,
     *,
-    forced_type: str | None,
-    batch_context: dict[str, Any],
-    batch_integrations: dict[str, Any],
-    batch_sent_at: datetime | None,
-    received_at: datetime,
-    max_message_bytes: int,
-    future_tolerance: timedelta,
-    identity: IdentitySettings,
-    require_segment_id: bool = True,
+    mtype: Any,
+    user_raw: Any,
+    anonymous_raw: Any,
+    message_id_raw: Any,
+    event_raw: Any,
+    name_raw: Any,
+    group_raw: Any,
+    previous_raw: Any,
+    timestamp_raw: Any,
+    sent_at_raw: Any,
+    traits: dict[str, Any],
+    ctx_traits: Any,
+    external_ids: Any,
+    set_once: Any,
+    unset: Any,
+    content_id: Callable[[], str] | None,
 ) -> ParsedMessage:
-    if not isinstance(msg, dict):
-        raise MessageError("not_an_object", f"message must be a JSON object, got {type(msg).__name__}")
-    size = len(orjson.dumps(msg))
-    if size > max_message_bytes:
-        raise MessageError("oversized", f"message is {size} bytes; the limit is {max_message_bytes}")
-
-    mtype = forced_type or msg.get("type")
+    """The rules, on the message's top-level fields (however they were decoded). Objects
+    (properties, context...) have been checked to be objects by the caller."""
     if mtype is None:
         raise MessageError("missing_type", "type is required (track, identify, page, screen, group or alias)")
     if not isinstance(mtype, str) or mtype.lower() not in MESSAGE_TYPES:
         raise MessageError("unknown_type", f"type {mtype!r} is not one of track, identify, page, screen, group, alias")
     mtype = mtype.lower()
+    identity = opts.identity
 
-    user_id = _identifier_text(msg.get("userId", msg.get("user_id")), "userId")
-    anonymous_id = _identifier_text(msg.get("anonymousId", msg.get("anonymous_id")), "anonymousId")
+    user_id = _identifier_text(user_raw, "userId")
+    anonymous_id = _identifier_text(anonymous_raw, "anonymousId")
     blocked = []
     if user_id is not None and user_id.casefold() in identity.blocked_values:
         blocked.append(f"userId {user_id!r}")
@@ -251,46 +301,37 @@ def parse_message(
     if anonymous_id is not None and anonymous_id.casefold() in identity.blocked_values:
         blocked.append(f"anonymousId {anonymous_id!r}")
         anonymous_id = None
-    if user_id is None and anonymous_id is None and require_segment_id:
+    if user_id is None and anonymous_id is None and opts.require_segment_id:
         if blocked:
             raise MessageError(
                 "blocked_identifier", f"{' and '.join(blocked)} is a placeholder value that identifies nobody"
             )
         raise MessageError("missing_identity", "userId or anonymousId is required")
 
-    raw_message_id = msg.get("messageId")
-    if raw_message_id is not None and not isinstance(raw_message_id, str | int):
+    if message_id_raw is not None and not isinstance(message_id_raw, str | int):
         raise MessageError("bad_message_id", "messageId must be a string")
 
     event = name = group_id = previous_id = None
     if mtype == "track":
-        event = _name(msg.get("event"), "event")
+        event = _name(event_raw, "event")
         if event is None:
             raise MessageError("missing_event", "track messages need an event name")
     elif mtype in ("page", "screen"):
-        name = _name(msg.get("name"), "name")
+        name = _name(name_raw, "name")
     elif mtype == "group":
-        group_id = _identifier_text(msg.get("groupId"), "groupId")
+        group_id = _identifier_text(group_raw, "groupId")
         if group_id is None:
             raise MessageError("missing_group_id", "group messages need a groupId")
     elif mtype == "alias":
-        previous_id = _identifier_text(msg.get("previousId"), "previousId")
+        previous_id = _identifier_text(previous_raw, "previousId")
         if previous_id is None:
             raise MessageError("missing_previous_id", "alias messages need a previousId")
         if user_id is None:
             raise MessageError("missing_identity", "alias messages need a userId")
 
-    properties = _object(msg.get("properties"), "properties")
-    traits = _object(msg.get("traits"), "traits")
-    context = _object(msg.get("context"), "context")
-    integrations = _object(msg.get("integrations"), "integrations")
-    if batch_context:
-        context = {**batch_context, **context}
-    if batch_integrations:
-        integrations = {**batch_integrations, **integrations}
-
-    original = parse_timestamp(msg.get("timestamp", msg.get("originalTimestamp")), "timestamp")
-    sent_at = parse_timestamp(msg.get("sentAt"), "sentAt") or batch_sent_at
+    received_at = opts.received_at
+    original = parse_timestamp(timestamp_raw, "timestamp")
+    sent_at = parse_timestamp(sent_at_raw, "sentAt") or opts.batch_sent_at
     if original is None:
         corrected = received_at
     elif sent_at is not None:
@@ -299,38 +340,95 @@ def parse_message(
     else:
         corrected = original
     clamped = False
-    if corrected > received_at + future_tolerance:
+    if corrected > received_at + opts.future_tolerance:
         corrected, clamped = received_at, True
 
-    if raw_message_id is None or raw_message_id == "":
-        message_id = _content_message_id(msg) if original is not None else f"srv-{uuid.uuid4().hex}"
+    if message_id_raw is None or message_id_raw == "":
+        if content_id is None or original is None:
+            message_id = f"srv-{uuid.uuid4().hex}"
+        else:
+            message_id = content_id()
     else:
-        message_id = str(raw_message_id).strip()
+        message_id = str(message_id_raw).strip()
         if not message_id or len(message_id) > MAX_ID_LENGTH:
             raise MessageError("bad_message_id", f"messageId must be 1 to {MAX_ID_LENGTH} characters")
 
-    set_once = context.get("traits_set_once")
-    unset = context.get("traits_unset")
     if set_once is not None and not isinstance(set_once, dict):
         raise MessageError("bad_field", "context.traits_set_once must be a JSON object")
     if unset is not None and not (isinstance(unset, list) and all(isinstance(k, str) for k in unset)):
         raise MessageError("bad_field", "context.traits_unset must be a list of trait names")
 
-    parsed = ParsedMessage(
-        index=index, message_id=message_id, type=mtype, user_id=user_id, anonymous_id=anonymous_id,
-        event=event, name=name, group_id=group_id, previous_id=previous_id, properties=properties,
-        traits=traits, context=context, integrations=integrations, timestamp=corrected,
-        original_timestamp=original, sent_at=sent_at, received_at=received_at, clamped=clamped,
-        traits_set_once=set_once or {}, traits_unset=unset or [],
-    )
-    parsed.keys = _collect_keys(parsed, identity)
-    if not parsed.keys:
-        if require_segment_id:
+    keys = _collect_keys(user_id, anonymous_id, traits, ctx_traits, external_ids, identity)
+    if not keys:
+        if opts.require_segment_id:
             raise MessageError("missing_identity", "no usable identifier: userId and anonymousId are empty or blocked")
         raise MessageError(
             "missing_identity", "no usable identifier: user_id, anonymous_id, email, phone and external ids are all "
             "empty, invalid or blocked"
         )
+    return ParsedMessage(
+        index=index, message_id=message_id, type=mtype, user_id=user_id, anonymous_id=anonymous_id,
+        event=event, name=name, group_id=group_id, previous_id=previous_id, traits=traits, timestamp=corrected,
+        original_timestamp=original, sent_at=sent_at, received_at=received_at, clamped=clamped, keys=keys,
+        traits_set_once=set_once or {}, traits_unset=unset or [],
+    )
+
+
+def _row(m: ParsedMessage, properties: Any, traits: Any, context: Any, integrations: Any) -> bytes:
+    """The event's columns as one JSON object (absent fields left out; objects given either as
+    dicts or as orjson.Fragment of the client's own bytes)."""
+    row: dict[str, Any] = {"message_id": m.message_id, "type": m.type, "ts": m.timestamp}
+    for key, value in (("event", m.event), ("name", m.name), ("user_id", m.user_id),
+                       ("anonymous_id", m.anonymous_id), ("group_id", m.group_id),
+                       ("previous_id", m.previous_id), ("original_ts", m.original_timestamp),
+                       ("sent_at", m.sent_at), ("properties", properties), ("traits", traits),
+                       ("context", context), ("integrations", integrations)):
+        if value is not None:
+            row[key] = value
+    if m.clamped:
+        row["clamped"] = True
+    return orjson.dumps(row)
+
+
+def has_nul(serialized: bytes) -> bool:
+    """Whether this JSON text holds a NUL character (as the \\u0000 escape JSON requires)."""
+    return b"\\u0000" in serialized and _NUL_ESCAPE.search(serialized) is not None
+
+
+def _size_and_nul(serialized: bytes, max_message_bytes: int) -> None:
+    size = len(serialized)
+    if size > max_message_bytes:
+        raise MessageError("oversized", f"message is {size} bytes; the limit is {max_message_bytes}")
+    if has_nul(serialized):
+        raise MessageError(
+            "bad_character", "message contains a NUL character (\\u0000), which cannot be stored; remove it"
+        )
+
+
+def parse_message(msg: Any, index: int, opts: ParseOptions, raw: bytes | None = None) -> ParsedMessage:
+    """One message as plain Python objects (`raw`: its bytes as received, when known)."""
+    if not isinstance(msg, dict):
+        raise MessageError("not_an_object", f"message must be a JSON object, got {type(msg).__name__}")
+    _size_and_nul(raw if raw is not None else orjson.dumps(msg), opts.max_message_bytes)
+    properties = _object(msg.get("properties"), "properties")
+    traits = _object(msg.get("traits"), "traits")
+    context = _object(msg.get("context"), "context")
+    integrations = _object(msg.get("integrations"), "integrations")
+    if opts.batch_context:
+        context = {**opts.batch_context, **context}
+    if opts.batch_integrations:
+        integrations = {**opts.batch_integrations, **integrations}
+    parsed = _build(
+        index, opts, mtype=opts.forced_type or msg.get("type"),
+        user_raw=msg.get("userId", msg.get("user_id")), anonymous_raw=msg.get("anonymousId", msg.get("anonymous_id")),
+        message_id_raw=msg.get("messageId"), event_raw=msg.get("event"), name_raw=msg.get("name"),
+        group_raw=msg.get("groupId"), previous_raw=msg.get("previousId"),
+        timestamp_raw=msg.get("timestamp", msg.get("originalTimestamp")), sent_at_raw=msg.get("sentAt"),
+        traits=traits, ctx_traits=context.get("traits"), external_ids=context.get("externalIds"),
+        set_once=context.get("traits_set_once"), unset=context.get("traits_unset"),
+        content_id=lambda: _content_message_id(msg),
+    )
+    parsed.row = _row(parsed, properties or None, traits or None, context or None, integrations or None)
     return parsed
 
 
@@ -342,33 +440,165 @@ def message_id_of(msg: Any) -> str | None:
     return None
 
 
-def parse_batch(
-    messages: list[Any],
-    *,
-    forced_type: str | None = None,
-    batch_context: dict[str, Any] | None = None,
-    batch_integrations: dict[str, Any] | None = None,
-    batch_sent_at: datetime | None = None,
-    received_at: datetime,
-    max_message_bytes: int,
-    future_tolerance: timedelta,
-    identity: IdentitySettings,
-    require_segment_id: bool = True,
-) -> tuple[list[ParsedMessage], list[Rejection]]:
-    """Validate each message on its own. `require_segment_id=False` (bulk imports) also accepts
-    records identified only by an email, a phone or an external id, as CRM exports often are."""
+def parse_batch(messages: list[Any], opts: ParseOptions) -> tuple[list[ParsedMessage], list[Rejection]]:
+    """Validate each message on its own. `opts.require_segment_id=False` (bulk imports) also
+    accepts records identified only by an email, a phone or an external id, as CRM exports are."""
     ok: list[ParsedMessage] = []
     rejected: list[Rejection] = []
     for index, msg in enumerate(messages):
         try:
-            ok.append(
-                parse_message(
-                    msg, index, forced_type=forced_type, batch_context=batch_context or {},
-                    batch_integrations=batch_integrations or {}, batch_sent_at=batch_sent_at,
-                    received_at=received_at, max_message_bytes=max_message_bytes,
-                    future_tolerance=future_tolerance, identity=identity, require_segment_id=require_segment_id,
-                )
-            )
+            ok.append(parse_message(msg, index, opts))
+        except MessageError as exc:
+            rejected.append(Rejection(index, message_id_of(msg), exc.code, exc.reason))
+    return ok, rejected
+
+
+# ------------------------------------------------------------------------------ fast path
+
+Identifier = str | int | float | None
+
+
+class _Envelope(msgspec.Struct):
+    """A /v1/batch body: the messages stay undecoded bytes until each is parsed on its own."""
+
+    batch: list[msgspec.Raw]
+    writeKey: Any = None
+    sentAt: Any = None
+    context: Any = None
+    integrations: Any = None
+
+
+class _Wire(msgspec.Struct):
+    """The shape nearly every SDK message has. A message that does not decode into it (a
+    boolean userId, a numeric messageId...) takes the slow path, which names the problem."""
+
+    type: Any = None
+    messageId: str | msgspec.UnsetType = msgspec.UNSET
+    userId: Identifier | msgspec.UnsetType = msgspec.UNSET
+    user_id: Identifier = None
+    anonymousId: Identifier | msgspec.UnsetType = msgspec.UNSET
+    anonymous_id: Identifier = None
+    event: Any = None
+    name: Any = None
+    groupId: Any = None
+    previousId: Any = None
+    timestamp: Any = msgspec.UNSET
+    originalTimestamp: Any = None
+    sentAt: Any = None
+    properties: msgspec.Raw = msgspec.Raw(b"null")
+    traits: msgspec.Raw = msgspec.Raw(b"null")
+    context: msgspec.Raw = msgspec.Raw(b"null")
+    integrations: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _ContextPeek(msgspec.Struct):
+    """The parts of `context` that identity and traits read."""
+
+    traits: Any = None
+    externalIds: Any = None
+    traits_set_once: Any = None
+    traits_unset: Any = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_peek_decoder = msgspec.json.Decoder(_ContextPeek)
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_NO_PEEK = _ContextPeek()
+
+
+class _SlowPath(Exception):
+    """This message is not for the fast path."""
+
+
+def _object_bytes(raw: msgspec.Raw) -> bytes | None:
+    """The client's JSON object as it is (None when absent, null or empty)."""
+    data = bytes(raw)  # msgspec keeps the value's exact bytes, no surrounding whitespace
+    if data == b"null" or data == b"{}":
+        return None
+    if data[:1] != b"{":
+        raise _SlowPath  # not an object: parse_message says so
+    return data
+
+
+def _fragment(data: bytes | None) -> Any:
+    return None if data is None else orjson.Fragment(data)
+
+
+def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessage:
+    data = bytes(raw)
+    _size_and_nul(data, opts.max_message_bytes)
+    try:
+        wire = _wire_decoder.decode(data)
+    except msgspec.ValidationError:
+        raise _SlowPath from None
+    if wire.messageId is msgspec.UNSET:
+        raise _SlowPath  # the content-hash id needs the decoded message
+    properties = _object_bytes(wire.properties)
+    context = _object_bytes(wire.context)
+    integrations = _object_bytes(wire.integrations)
+    traits_data = _object_bytes(wire.traits)
+    traits = _dict_decoder.decode(traits_data) if traits_data is not None else {}
+    peek = _NO_PEEK
+    if context is not None and (b'"traits' in context or b'"externalIds"' in context):
+        peek = _peek_decoder.decode(context)
+    parsed = _build(
+        index, opts, mtype=opts.forced_type or wire.type,
+        user_raw=wire.user_id if wire.userId is msgspec.UNSET else wire.userId,
+        anonymous_raw=wire.anonymous_id if wire.anonymousId is msgspec.UNSET else wire.anonymousId,
+        message_id_raw=wire.messageId, event_raw=wire.event, name_raw=wire.name, group_raw=wire.groupId,
+        previous_raw=wire.previousId,
+        timestamp_raw=wire.originalTimestamp if wire.timestamp is msgspec.UNSET else wire.timestamp,
+        sent_at_raw=wire.sentAt, traits=traits, ctx_traits=peek.traits, external_ids=peek.externalIds,
+        set_once=peek.traits_set_once, unset=peek.traits_unset, content_id=None,
+    )
+    parsed.row = _row(
+        parsed, _fragment(properties), _fragment(traits_data), _fragment(context), _fragment(integrations)
+    )
+    return parsed
+
+
+@dataclass(slots=True)
+class BatchBody:
+    """A decoded /v1/batch body: its messages (raw bytes, or Python objects when decoded
+    plainly), and its batch-level fields."""
+
+    messages: list[Any]
+    write_key: Any
+    sent_at: Any
+    context: Any
+    integrations: Any
+
+
+def decode_batch_body(body: bytes) -> BatchBody | None:
+    """The body's envelope, or None when it is not a well-formed one (the caller then decodes
+    it as plain JSON to say precisely what is wrong)."""
+    try:
+        env = _envelope_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations)
+
+
+def parse_raw_batch(messages: list[msgspec.Raw], opts: ParseOptions) -> tuple[list[ParsedMessage], list[Rejection]]:
+    """`parse_batch` over messages still in their JSON bytes."""
+    fast = not opts.batch_context and not opts.batch_integrations
+    ok: list[ParsedMessage] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(messages):
+        if fast:
+            try:
+                ok.append(_parse_fast(raw, index, opts))
+                continue
+            except (_SlowPath, MessageError):
+                pass  # the slow path gives the precise reason, or takes the unusual shape
+        data = bytes(raw)
+        msg: Any = None
+        try:
+            msg = orjson.loads(data)
+            ok.append(parse_message(msg, index, opts, raw=data))
+        except orjson.JSONDecodeError as exc:
+            rejected.append(Rejection(index, None, "malformed_json", f"message is not valid JSON: {exc}"))
         except MessageError as exc:
             rejected.append(Rejection(index, message_id_of(msg), exc.code, exc.reason))
     return ok, rejected

@@ -65,7 +65,7 @@ async def ingest(
             )
             # Last in the transaction (it locks the profiles' dirty marks until the commit).
             await trait_service.enqueue_incremental_refresh(
-                session, workspace_id=workspace_id, profile_ids=sorted(result.touched_profiles)
+                session, workspace_id=workspace_id, profile_ids=list(result.touched_profiles)
             )
             return result
         except identity_service.RetryBatch as exc:
@@ -115,7 +115,7 @@ async def _ingest_once(
     requests = [
         identity_service.LinkRequest(
             index=m.index, message_id=m.message_id, rule=m.type,
-            keys=[(k.type, k.value, k.raw) for k in m.keys],
+            keys=list(m.keys),
             alias_previous=m.previous_id if m.type == "alias" else None,
         )
         for m in fresh

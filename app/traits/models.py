@@ -65,9 +65,10 @@ class ComputedTraitValue(SQLModel, table=True):
 class ComputedTraitDirty(SQLModel, table=True):
     """Profiles touched by new events, waiting for the incremental refresh of their debounce window.
 
-    `bucket` is the window (epoch seconds // delay): ingest only ever inserts into the current
-    window while the job of a past window deletes its own rows, so the two never wait on each
-    other's row locks, and a profile touched a thousand times in one window is one row.
+    `bucket` is the window (epoch seconds // delay). Append-only, one row per ingest batch: a
+    batch never waits on another batch that touched the same people, and costs one row. Ingest
+    only ever inserts into the current window while the job of a past window deletes its own
+    rows (and takes the union of their profiles), so the two never wait on each other either.
     """
 
     __tablename__ = "computed_trait_dirty"
@@ -75,7 +76,10 @@ class ComputedTraitDirty(SQLModel, table=True):
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
     bucket: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True))
-    profile_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    )
+    profile_ids: list[uuid.UUID] = Field(sa_column=sa.Column(pg.ARRAY(pg.UUID(as_uuid=True)), nullable=False))
 
 
 class ClvModel(SQLModel, table=True):

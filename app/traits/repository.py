@@ -298,7 +298,7 @@ async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[u
 
     The window comes from the database clock at the transaction's start, the same `now()`
     pgqueuer adds a job's delay to, so a window's job cannot start before the window closes.
-    Ids are sorted so concurrent batches take row locks in one order.
+    One appended row per call: no conflict handling, so no waiting on concurrent batches.
     """
     row = await conn.fetchrow(
         """
@@ -306,14 +306,12 @@ async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[u
             SELECT floor(extract(epoch FROM now())::float8 / $3)::bigint AS bucket,
                    extract(epoch FROM now())::float8 AS epoch
         ), marked AS (
-            INSERT INTO computed_trait_dirty (workspace_id, bucket, profile_id)
-            SELECT $1, clock.bucket, p.id FROM clock, unnest($2::uuid[]) AS p(id)
-            ORDER BY p.id
-            ON CONFLICT DO NOTHING
+            INSERT INTO computed_trait_dirty (workspace_id, bucket, profile_ids)
+            SELECT $1, clock.bucket, $2::uuid[] FROM clock
         )
         SELECT bucket, (bucket + 1) * $3 - epoch AS wait FROM clock
         """,
-        workspace_id, sorted(set(profile_ids)), float(delay_seconds),
+        workspace_id, list(profile_ids), float(delay_seconds),
     )
     return int(row["bucket"]), max(float(row["wait"]), 0.0)
 
@@ -322,10 +320,15 @@ async def claim_dirty(conn: Any, workspace_id: uuid.UUID, up_to_bucket: int) -> 
     """Take the profiles of every closed window up to `up_to_bucket` (rolled back with the job
     if it fails, so nothing is lost)."""
     rows = await conn.fetch(
-        "DELETE FROM computed_trait_dirty WHERE workspace_id = $1 AND bucket <= $2 RETURNING profile_id",
+        """
+        WITH claimed AS (
+            DELETE FROM computed_trait_dirty WHERE workspace_id = $1 AND bucket <= $2 RETURNING profile_ids
+        )
+        SELECT DISTINCT p.id FROM claimed, unnest(claimed.profile_ids) AS p(id) ORDER BY p.id
+        """,
         workspace_id, up_to_bucket,
     )
-    return sorted({r["profile_id"] for r in rows})
+    return [r["id"] for r in rows]
 
 
 # ------------------------------------------------------------------------------- CLV

@@ -102,6 +102,8 @@ async def test_missing_message_id_is_generated_and_retry_safe(client: httpx.Asyn
         ({"type": "track", "userId": "undefined", "event": "A"}, "blocked_identifier"),
         ({"type": "track", "userId": "u", "event": "A", "messageId": {"x": 1}}, "bad_message_id"),
         ("not an object", "not_an_object"),
+        ({"type": "track", "userId": "u", "event": "A", "properties": {"note": "a\x00b"}}, "bad_character"),
+        ({"type": "track", "userId": "u\x00", "event": "A", "messageId": "nul-id"}, "bad_character"),
     ],
 )
 async def test_each_rejection_reason_keeps_valid_neighbours(
@@ -127,6 +129,13 @@ async def test_oversized_message_is_rejected_alone(client: httpx.AsyncClient, wo
     assert body["accepted"] == 1
     assert body["rejected"] == [{"index": 0, "messageId": "big", "code": "oversized", "reason": body["rejected"][0]["reason"]}]
     assert "32768" in body["rejected"][0]["reason"]
+
+
+async def test_nul_in_batch_level_context_is_400(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    batch = [{"type": "track", "userId": "u1", "event": "A", "messageId": "ctx-nul"}]
+    resp = await send(client, workspace, batch, context={"app": "x\x00"})
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "bad_character"
 
 
 async def test_batch_over_message_limit_is_413(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:

@@ -405,7 +405,8 @@ async def test_incremental_refresh_is_coalesced(
     ), {"k": f"traits.incremental:{ws}:%"})).all()
     assert len(jobs) == 1
     dirty = (await session.execute(sa.text(
-        "SELECT count(*) FROM computed_trait_dirty WHERE workspace_id = :ws"), {"ws": ws})).scalar()
+        "SELECT count(DISTINCT p) FROM computed_trait_dirty, unnest(profile_ids) AS p WHERE workspace_id = :ws"),
+        {"ws": ws})).scalar()
     assert dirty == 2
 
     bucket = orjson.loads(jobs[0].payload)["bucket"]
