@@ -3,7 +3,7 @@
 from app.core import db as _db  # noqa: F401  (naming convention first)
 from app.core.idempotency import IdempotencyRecord  # noqa: F401
 from app.dedup.models import DedupCandidate, DedupRun  # noqa: F401
-from app.identity.models import Identity, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401
+from app.identity.models import Identity, IdentityChange, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401
 from app.ingest.models import Event  # noqa: F401
 from app.jobs.models import Job  # noqa: F401
 from app.profiles.models import Account, AccountMember, Profile  # noqa: F401

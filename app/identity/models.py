@@ -95,3 +95,20 @@ class ProfileMergeEvent(SQLModel, table=True):
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
     merge_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
     message_id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+
+
+class IdentityChange(SQLModel, table=True):
+    """Append-only log of profiles whose identifiers moved or went away (merges, splits,
+    deletions), written by a trigger on `identity` (migration 0007). Ingest's per-process
+    identity cache (app/identity/cache.py) reads it to drop what may have changed. Pruned
+    after an hour. No foreign key: rows outlive nothing, and a workspace's deletion cascades
+    into identity deletes that log here."""
+
+    __tablename__ = "identity_change"
+
+    workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
+    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(always=True), primary_key=True))
+    profile_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), nullable=False))
+    changed_at: datetime = Field(
+        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+    )

@@ -27,27 +27,10 @@ from typing import Any
 import orjson
 
 from app.core.ids import uuid7
+from app.identity import cache as identity_cache
 from app.identity.normalize import IdentitySettings
 
 LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from others'
-
-
-# One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
-# the table statistics say; a join lets a stale plan scan the whole workspace).
-LOOKUP_IDENTITIES = """
-SELECT * FROM (
-    SELECT k.type, k.value,
-           (SELECT i.profile_id FROM identity AS i
-            WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id
-    FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
-) AS found
-WHERE profile_id IS NOT NULL
-"""
-
-
-def _keys_json(keys: Sequence[tuple[str, str]]) -> str:
-    # One JSON parameter instead of two arrays: far less driver work per element.
-    return orjson.dumps([{"type": t, "value": v} for t, v in keys]).decode()
 
 
 class RetryBatch(Exception):
@@ -187,11 +170,8 @@ async def resolve(
         if req.alias_previous is not None:
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
-    ordered = sorted(lookup)
-    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, _keys_json(ordered))
-    known: dict[tuple[str, str], uuid.UUID] = {
-        (r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None
-    }
+    # Through the process's identity cache: only identifiers it has not seen cost a probe.
+    known = await identity_cache.lookup(conn, workspace_id, sorted(lookup))
 
     for req in requests:
         if req.alias_previous is not None:
@@ -376,7 +356,7 @@ async def _adopt_concurrent_profiles(
     batch is retried under the workspace's exclusive lock, where no race is possible.
     """
     lost = sorted(k for k in inserts if k not in inserted)
-    rows = await conn.fetch(LOOKUP_IDENTITIES, workspace_id, _keys_json(lost))
+    rows = await conn.fetch(identity_cache.LOOKUP, workspace_id, identity_cache.keys_json(lost))
     owner = {(r["type"], r["value"]): r["profile_id"] for r in rows if r["profile_id"] is not None}
     keys_of: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
     for key, (_, pid, _) in inserts.items():

@@ -38,7 +38,7 @@ MESSAGES: list[dict] = [
 
 
 def fields(p: parser.ParsedMessage) -> dict:
-    out = {name: getattr(p, name) for name in p.__slots__ if name != "row"}
+    out = {name: getattr(p, name) for name in p.__struct_fields__ if name != "row"}
     out["row"] = orjson.loads(p.row)
     return out
 

@@ -454,8 +454,15 @@ async def test_old_job_history_is_pruned(app, workspace: WorkspaceKeys, session)
         "INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, aggregated, created) "
         "VALUES (-1, 'successful', 0, 'test.prune', true, now() - interval '8 days')"
     ))
+    await session.execute(sa.text(
+        "INSERT INTO identity_change (workspace_id, profile_id, changed_at) VALUES "
+        "(:ws, :old, now() - interval '2 hours'), (:ws, :fresh, now() - interval '5 minutes')"
+    ), {"ws": workspace.workspace_id, "old": old_job, "fresh": fresh_job})
     (prune,) = [s for s in domain_jobs(app.state.settings)[1] if s.name == "jobs.prune"]
     await prune.run(JobContext(db=app.state.db, settings=app.state.settings))
+    changes = (await session.execute(sa.text("SELECT profile_id FROM identity_change WHERE workspace_id = :ws"),
+                                     {"ws": workspace.workspace_id})).scalars().all()
+    assert changes == [fresh_job]
     left = (await session.execute(sa.text("SELECT id FROM job WHERE workspace_id = :ws"),
                                   {"ws": workspace.workspace_id})).scalars().all()
     assert left == [fresh_job]

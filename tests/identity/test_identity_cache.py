@@ -1,0 +1,132 @@
+"""Ingest's identity cache never attaches an event to a profile an identifier has left."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import raw_connection
+from app.identity import cache as identity_cache
+from app.identity.service import lock_workspace
+from tests.conftest import WorkspaceKeys
+
+counter = iter(range(1_000_000))
+
+
+async def track(client: httpx.AsyncClient, ws: WorkspaceKeys, **ids: str) -> str:
+    """Send one track message; returns the profile its event was stored on."""
+    mid = f"cache-{next(counter)}"
+    resp = await client.post(
+        "/v1/batch", json={"batch": [{"type": "track", "event": "Seen", "messageId": mid, **ids}]}, auth=ws.write_auth
+    )
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1, resp.text
+    events = (await client.get("/v1/events", params={"limit": 1}, headers=ws.admin_headers)).json()["data"]
+    assert events[0]["message_id"] == mid
+    return events[0]["profile_id"]
+
+
+async def profile_of(client: httpx.AsyncClient, ws: WorkspaceKeys, type_: str, value: str) -> str:
+    resp = await client.get("/v1/profiles/lookup", params={"type": type_, "value": value}, headers=ws.admin_headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["id"]
+
+
+def cached(ws: WorkspaceKeys) -> dict:
+    entry = identity_cache._workspaces.get(uuid.UUID(ws.workspace_id))
+    return {} if entry is None else {k: str(v) for k, v in entry.profile_of.items()}
+
+
+async def test_returning_identifiers_are_served_from_the_cache(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    first = await track(client, workspace, userId="u1", anonymousId="a1")
+    assert cached(workspace) == {}, "identifiers created by a batch are cached only once read back"
+    assert await track(client, workspace, userId="u1", anonymousId="a1") == first
+    assert cached(workspace) == {("user_id", "u1"): first, ("anonymous_id", "a1"): first}
+    assert await track(client, workspace, userId="u1") == first
+
+
+async def test_manual_merge_and_split_reach_the_cache(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    web = await track(client, workspace, anonymousId="web-1")
+    crm = await track(client, workspace, userId="crm-9")
+    # Warm the cache for both people.
+    assert await track(client, workspace, anonymousId="web-1") == web
+    assert await track(client, workspace, userId="crm-9") == crm
+    assert cached(workspace)[("user_id", "crm-9")] == crm
+
+    merged = await client.post("/v1/profiles/merge", json={"profile_ids": [web, crm]}, headers=workspace.admin_headers)
+    assert merged.status_code == 200, merged.text
+    assert await track(client, workspace, userId="crm-9") == web, "the absorbed profile's identifier moved"
+    assert await track(client, workspace, anonymousId="web-1") == web
+
+    split = await client.post(f"/v1/profiles/{crm}/split", headers=workspace.admin_headers)
+    assert split.status_code == 200, split.text
+    assert await track(client, workspace, userId="crm-9") == crm, "the split moved it back"
+    assert await track(client, workspace, anonymousId="web-1") == web
+
+
+async def test_merge_by_ingest_reaches_the_cache(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    known = await track(client, workspace, userId="u7")
+    anon = await track(client, workspace, anonymousId="phone-7")
+    await track(client, workspace, userId="u7")
+    await track(client, workspace, anonymousId="phone-7")  # both cached, on two profiles
+    await track(client, workspace, userId="u7", anonymousId="phone-7")  # links them: one merge
+    survivor = await profile_of(client, workspace, "user_id", "u7")
+    assert survivor == await profile_of(client, workspace, "anonymous_id", "phone-7")
+    assert survivor in (known, anon)
+    assert await track(client, workspace, anonymousId="phone-7") == survivor
+    assert await track(client, workspace, userId="u7") == survivor
+
+
+async def test_a_change_made_elsewhere_is_seen_through_the_log(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session: AsyncSession
+) -> None:
+    """Another process (or a hand-written UPDATE) moves an identifier: the trigger logs it and
+    the next batch in this process drops what it had cached."""
+    first = await track(client, workspace, userId="moved")
+    await track(client, workspace, userId="moved")
+    assert cached(workspace)[("user_id", "moved")] == first
+    other = await track(client, workspace, userId="someone-else")
+    ws = uuid.UUID(workspace.workspace_id)
+    await session.execute(
+        sa.text("UPDATE identity SET profile_id = :p WHERE workspace_id = :w AND type = 'user_id' AND value = 'moved'"),
+        {"p": uuid.UUID(other), "w": ws},
+    )
+    logged = (await session.execute(
+        sa.text("SELECT profile_id FROM identity_change WHERE workspace_id = :w"), {"w": ws}
+    )).scalars().all()
+    assert logged == [uuid.UUID(first)]
+    await session.commit()
+    assert await track(client, workspace, userId="moved") == other
+    assert cached(workspace)[("user_id", "moved")] == other
+
+    await session.execute(sa.text("DELETE FROM identity WHERE workspace_id = :w AND value = 'moved'"), {"w": ws})
+    await session.commit()
+    fresh = await track(client, workspace, userId="moved")
+    assert fresh not in (first, other), "a deleted identifier is a new person again"
+
+
+async def test_a_concurrent_call_that_read_before_a_change_does_not_keep_it(
+    session: AsyncSession, workspace: WorkspaceKeys, client: httpx.AsyncClient
+) -> None:
+    """The cache's bookkeeping when a lookup sees changes another call already applied."""
+    first = await track(client, workspace, userId="c1")
+    await track(client, workspace, userId="c1")
+    ws_id = uuid.UUID(workspace.workspace_id)
+    entry = identity_cache._workspaces[ws_id]
+    before = entry.seq
+    other = await track(client, workspace, userId="c2")
+    await session.execute(
+        sa.text("UPDATE identity SET profile_id = :p WHERE workspace_id = :w AND value = 'c1'"),
+        {"p": uuid.UUID(other), "w": ws_id},
+    )
+    conn = await raw_connection(session)
+    await lock_workspace(conn, ws_id, exclusive=False)
+    # A concurrent call already applied the change and moved the position on...
+    entry.forget(uuid.UUID(first))
+    entry.add(("user_id", "c1"), uuid.UUID(first))  # ...and a slower one put the old mapping back
+    entry.seq = before
+    known = await identity_cache.lookup(conn, ws_id, [("user_id", "c1")])
+    assert known == {("user_id", "c1"): uuid.UUID(other)}
+    assert entry.profile_of[("user_id", "c1")] == uuid.UUID(other)
