@@ -111,13 +111,16 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         return None
     if not isinstance(value, str) or not value:
         raise MessageError("bad_timestamp", f"{field_name} must be an ISO 8601 string, got {type(value).__name__}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(value)  # Python 3.11+: "Z" and most of ISO 8601
     except ValueError:
-        raise MessageError("bad_timestamp", f"{field_name} {value!r} is not an ISO 8601 date-time") from None
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise MessageError("bad_timestamp", f"{field_name} {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Segment treats zone-less times as UTC
     if not (1970 <= parsed.year <= 9999):

@@ -60,13 +60,14 @@ async def ingest(
         try:
             conn = await raw_connection(session)
             await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
-            await _ingest_once(
+            window = await _ingest_once(
                 conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {}
             )
-            # Last in the transaction (it locks the profiles' dirty marks until the commit).
-            await trait_service.enqueue_incremental_refresh(
-                session, workspace_id=workspace_id, profile_ids=list(result.touched_profiles)
-            )
+            if window is not None:
+                await trait_service.ensure_incremental_job(
+                    session, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait,
+                    delay=trait_service.incremental_delay(),
+                )
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -94,7 +95,8 @@ async def _ingest_once(
     result: IngestResult,
     exclusive: bool,
     trait_strategies: dict[str, str],
-) -> None:
+) -> repository.Inserted | None:
+    """One attempt; returns the event insert's outcome (None when every message was a replay)."""
     # Replays: messages already stored are duplicates and have no side effects (an old identify
     # replayed must not overwrite newer traits). Repeats inside the batch count the same way.
     # Only identify and group messages change state beyond their own row, so only they need
@@ -110,7 +112,7 @@ async def _ingest_once(
         seen.add(m.message_id)
         fresh.append(m)
     if not fresh:
-        return
+        return None
 
     requests = [
         identity_service.LinkRequest(
@@ -150,7 +152,11 @@ async def _ingest_once(
             members.add((m.group_id, pid))
     await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
     await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
-    inserted = await repository.insert_events(conn, workspace_id, received_at, fresh, profile_of)
     result.touched_profiles = {profile_of[m.index] for m in fresh}
-    result.accepted = inserted
-    result.duplicates += len(fresh) - inserted
+    inserted = await repository.insert_events(
+        conn, workspace_id, received_at, fresh, profile_of, touched=list(result.touched_profiles),
+        delay_seconds=trait_service.incremental_delay(),
+    )
+    result.accepted = inserted.count
+    result.duplicates += len(fresh) - inserted.count
+    return inserted

@@ -293,26 +293,35 @@ async def delete_stale_values(
 # ----------------------------------------------------------------- incremental backlog
 
 
-async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], delay_seconds: float) -> tuple[int, float]:
-    """Add profiles to the current debounce window; returns (window, seconds until it closes).
+def mark_dirty_ctes(workspace: str, profiles: str, delay: str) -> str:
+    """`clock` and `marked` CTEs that append one dirty mark (the profiles `profiles`, a uuid[]
+    expression, in the current window of `delay` seconds). A statement selects `clock.bucket`
+    and `(clock.bucket + 1) * delay - clock.epoch` (seconds until the window closes) from them.
+    Ingest puts them in its event insert, saving a round trip per batch.
 
     The window comes from the database clock at the transaction's start, the same `now()`
     pgqueuer adds a job's delay to, so a window's job cannot start before the window closes.
-    One appended row per call: no conflict handling, so no waiting on concurrent batches.
+    One appended row per batch: no conflict handling, so no waiting on concurrent batches.
     """
-    row = await conn.fetchrow(
-        """
-        WITH clock AS (
-            SELECT floor(extract(epoch FROM now())::float8 / $3)::bigint AS bucket,
-                   extract(epoch FROM now())::float8 AS epoch
-        ), marked AS (
-            INSERT INTO computed_trait_dirty (workspace_id, bucket, profile_ids)
-            SELECT $1, clock.bucket, $2::uuid[] FROM clock
-        )
-        SELECT bucket, (bucket + 1) * $3 - epoch AS wait FROM clock
-        """,
-        workspace_id, list(profile_ids), float(delay_seconds),
-    )
+    return f"""
+clock AS (
+    SELECT floor(extract(epoch FROM now())::float8 / {delay})::bigint AS bucket,
+           extract(epoch FROM now())::float8 AS epoch
+), marked AS (
+    INSERT INTO computed_trait_dirty (workspace_id, bucket, profile_ids)
+    SELECT {workspace}, clock.bucket, {profiles} FROM clock WHERE cardinality({profiles}) > 0
+)"""
+
+
+MARK_DIRTY = f"""
+WITH {mark_dirty_ctes("$1", "$2::uuid[]", "$3")}
+SELECT bucket, (bucket + 1) * $3 - epoch AS wait FROM clock
+"""
+
+
+async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], delay_seconds: float) -> tuple[int, float]:
+    """Add profiles to the current debounce window; returns (window, seconds until it closes)."""
+    row = await conn.fetchrow(MARK_DIRTY, workspace_id, list(profile_ids), float(delay_seconds))
     return int(row["bucket"]), max(float(row["wait"]), 0.0)
 
 

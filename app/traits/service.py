@@ -206,15 +206,27 @@ async def enqueue_incremental_refresh(
 
     Debounced: profiles join the current window (CLIENTELE_TRAITS_INCREMENTAL_DELAY_SECONDS)
     and one job per workspace and window refreshes them all when it closes, however many
-    events arrived. Cost: one multi-row insert plus one index probe (and one insert for the
-    first batch of a window). It never waits on the worker. Call it last in the transaction,
-    so the rows it locks are held only until the commit.
+    events arrived. Cost: one appended row, and a queue check once per window and process.
+    It never waits on the worker. (Ingest appends its mark in its event insert and then calls
+    `ensure_incremental_job`.)
     """
     if not profile_ids:
         return
-    delay = delay_seconds if delay_seconds is not None else get_settings().traits_incremental_delay_seconds
+    delay = incremental_delay(delay_seconds)
     conn = await raw_connection(session)
     bucket, wait = await repository.mark_dirty(conn, workspace_id, profile_ids, delay)
+    await ensure_incremental_job(session, workspace_id=workspace_id, bucket=bucket, wait=wait, delay=delay)
+
+
+def incremental_delay(delay_seconds: float | None = None) -> float:
+    return delay_seconds if delay_seconds is not None else get_settings().traits_incremental_delay_seconds
+
+
+async def ensure_incremental_job(
+    session: AsyncSession, *, workspace_id: uuid.UUID, bucket: int, wait: float, delay: float
+) -> None:
+    """After marking profiles dirty in window `bucket` (closing in `wait` seconds): make sure
+    that window's job is queued (for a caller that marked them itself, like ingest)."""
     # This process already saw the window's job queued, and a queued job cannot start before
     # its window closes: skip the queue round trips until shortly before that.
     if _window_job_seen.get((workspace_id, bucket), 0.0) > monotonic():
