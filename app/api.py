@@ -13,8 +13,8 @@ from app.traits.router import router as traits_router
 from app.workspaces.router import router as workspaces_router
 
 v1 = APIRouter(prefix="/v1")
+v1.include_router(ingest_router)  # first: the hot path is matched before every other route
 v1.include_router(workspaces_router)
-v1.include_router(ingest_router)
 v1.include_router(imports_router)
 v1.include_router(events_router)
 v1.include_router(profiles_router)

@@ -77,8 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = None
     install_error_handlers(app)
-    app.include_router(api.root)
     app.include_router(api.v1)
+    app.include_router(api.root)
 
     app.state.ingest_gate = IngestGate(
         max_concurrency=settings.ingest_max_concurrency, rate_per_second=settings.ingest_rate_limit_per_second

@@ -138,7 +138,11 @@ class Database:
         await self.engine.dispose()
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed when the block ends normally (before the
+    response is sent), rolled back when it raises. A commit the database refuses becomes a
+    409 or 503 problem."""
     from app.core.errors import Conflict, ServiceUnavailable
 
     db: Database = request.app.state.db
@@ -153,6 +157,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             log.exception("commit failed")
             raise ServiceUnavailable("The database did not accept the transaction; retry it.") from exc
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request_session(request) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
