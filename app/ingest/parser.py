@@ -81,7 +81,7 @@ class ParsedMessage(msgspec.Struct, gc=False):
     traits_set_once: dict[str, Any] = {}
     traits_unset: list[str] = []
     # The stored event as a JSON object without its profile_id (known only after identity
-    # resolution): properties, context... as the client sent them. See repository.event_rows.
+    # resolution): properties, context... as the client sent them. See repository.INSERT_EVENTS.
     row: bytes = b"{}"
 
 
@@ -104,6 +104,10 @@ class ParseOptions:
     batch_integrations: dict[str, Any] = field(default_factory=dict)
     batch_sent_at: datetime | None = None
     require_segment_id: bool = True
+    key_cache: dict[Any, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_cache", _cache_for(self.identity))
 
 
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:
@@ -218,8 +222,8 @@ def _collect_keys(
     ctx_traits: Any,
     external: Any,
     identity: IdentitySettings,
+    cache: dict[Any, Any],
 ) -> tuple[Key, ...]:
-    cache = _cache_for(identity)
     simple = not (traits and ("email" in traits or "phone" in traits)) and not ctx_traits and not external
     if simple:
         hit = cache.get((user_id, anonymous_id))
@@ -363,7 +367,7 @@ def _build(
     if unset is not None and not (isinstance(unset, list) and all(isinstance(k, str) for k in unset)):
         raise MessageError("bad_field", "context.traits_unset must be a list of trait names")
 
-    keys = _collect_keys(user_id, anonymous_id, traits, ctx_traits, external_ids, identity)
+    keys = _collect_keys(user_id, anonymous_id, traits, ctx_traits, external_ids, identity, opts.key_cache)
     if not keys:
         if opts.require_segment_id:
             raise MessageError("missing_identity", "no usable identifier: userId and anonymousId are empty or blocked")
@@ -371,11 +375,9 @@ def _build(
             "missing_identity", "no usable identifier: user_id, anonymous_id, email, phone and external ids are all "
             "empty, invalid or blocked"
         )
-    return ParsedMessage(
-        index=index, message_id=message_id, type=mtype, user_id=user_id, anonymous_id=anonymous_id,
-        event=event, name=name, group_id=group_id, previous_id=previous_id, traits=traits, timestamp=corrected,
-        original_timestamp=original, sent_at=sent_at, received_at=received_at, clamped=clamped, keys=keys,
-        traits_set_once=set_once or {}, traits_unset=unset or [],
+    return ParsedMessage(  # positional: the field order of ParsedMessage
+        index, message_id, mtype, user_id, anonymous_id, event, name, group_id, previous_id, traits, corrected,
+        original, sent_at, received_at, clamped, keys, set_once or {}, unset or [],
     )
 
 

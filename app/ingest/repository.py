@@ -32,6 +32,11 @@ async def existing_message_ids(conn: Any, workspace_id: uuid.UUID, message_ids: 
 # One JSON document per batch, expanded by jsonb_to_recordset: the driver sends one string
 # instead of encoding 17 arrays element by element (which cost more CPU than the rest of the
 # request), and nested objects (properties, context) are serialised once, by orjson.
+# One JSON document per batch, expanded by jsonb_to_recordset: the driver sends one string
+# instead of encoding 17 arrays element by element (which cost more CPU than the rest of the
+# request). Each row was serialised while its message was parsed, with properties, context...
+# as the client's own bytes; the profile ids, known only after identity resolution, come as
+# a parallel array ($4), zipped row by row with ROWS FROM.
 _INSERT = """
 INSERT INTO event (workspace_id, message_id, profile_id, type, event, name, user_id, anonymous_id,
                    group_id, previous_id, properties, traits, context, integrations, timestamp,
@@ -39,10 +44,14 @@ INSERT INTO event (workspace_id, message_id, profile_id, type, event, name, user
 SELECT $1, m.message_id, m.profile_id, m.type, m.event, m.name, m.user_id, m.anonymous_id, m.group_id,
        m.previous_id, coalesce(m.properties, '{}'), coalesce(m.traits, '{}'), coalesce(m.context, '{}'),
        coalesce(m.integrations, '{}'), m.ts, m.original_ts, m.sent_at, $2, coalesce(m.clamped, false)
-FROM jsonb_to_recordset($3::text::jsonb) AS m(
-       message_id text, profile_id uuid, type text, event text, name text, user_id text, anonymous_id text,
-       group_id text, previous_id text, properties jsonb, traits jsonb, context jsonb, integrations jsonb,
-       ts timestamptz, original_ts timestamptz, sent_at timestamptz, clamped boolean)
+FROM ROWS FROM (
+       jsonb_to_recordset($3::text::jsonb) AS (
+           message_id text, type text, event text, name text, user_id text, anonymous_id text, group_id text,
+           previous_id text, properties jsonb, traits jsonb, context jsonb, integrations jsonb,
+           ts timestamptz, original_ts timestamptz, sent_at timestamptz, clamped boolean),
+       unnest($4::uuid[])
+     ) AS m(message_id, type, event, name, user_id, anonymous_id, group_id, previous_id, properties, traits,
+            context, integrations, ts, original_ts, sent_at, clamped, profile_id)
 ORDER BY m.message_id
 ON CONFLICT DO NOTHING
 RETURNING 1
@@ -55,21 +64,16 @@ SELECT count(*) FROM inserted
 """
 
 # What ingest runs: the same insert, plus the batch's dirty mark for the incremental
-# computed-trait refresh ($4 profiles, $5 window seconds), in one round trip.
+# computed-trait refresh ($5 profiles, $6 window seconds), in one round trip.
 INSERT_EVENTS_AND_MARK_DIRTY = f"""
-WITH inserted AS ({_INSERT}), {trait_repository.mark_dirty_ctes("$1", "$4::uuid[]", "$5")}
-SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $5 - epoch AS wait FROM clock
+WITH inserted AS ({_INSERT}), {trait_repository.mark_dirty_ctes("$1", "$5::uuid[]", "$6")}
+SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $6 - epoch AS wait FROM clock
 """
 
 
-def event_rows(messages: Sequence[ParsedMessage], profile_of: dict[int, uuid.UUID]) -> str:
-    """The batch as the JSON document INSERT_EVENTS expands: each message's row, serialised
-    while it was parsed, with its profile_id spliced in."""
-    parts = []
-    for m in messages:
-        pid = profile_of.get(m.index)
-        parts.append(m.row if pid is None else b'{"profile_id":"%s",%s' % (str(pid).encode(), m.row[1:]))
-    return (b"[" + b",".join(parts) + b"]").decode()
+def event_rows(messages: Sequence[ParsedMessage]) -> str:
+    """The batch as the JSON document INSERT_EVENTS expands (rows serialised while parsing)."""
+    return (b"[" + b",".join([m.row for m in messages]) + b"]").decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,8 @@ async def insert_events(
 ) -> Inserted:
     """Insert the messages and mark the `touched` profiles dirty."""
     row = await conn.fetchrow(
-        INSERT_EVENTS_AND_MARK_DIRTY, workspace_id, received_at, event_rows(messages, profile_of), list(touched),
-        float(delay_seconds),
+        INSERT_EVENTS_AND_MARK_DIRTY, workspace_id, received_at, event_rows(messages),
+        [profile_of.get(m.index) for m in messages], list(touched), float(delay_seconds),
     )
     return Inserted(row["inserted"], int(row["bucket"]), max(float(row["wait"]), 0.0))
 
