@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.root)
 
     app.state.ingest_gate = IngestGate(
-        max_concurrency=settings.ingest_max_concurrency, rate_per_second=settings.ingest_rate_limit_per_second
+        max_concurrency=settings.ingest_max_concurrency, rate_per_second=settings.ingest_rate_limit_per_second,
+        db_concurrency=settings.ingest_db_concurrency,
     )
     single = settings.ingest_max_message_bytes
     app.add_middleware(

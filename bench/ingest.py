@@ -259,7 +259,7 @@ async def main() -> None:
                         print(f"batch={size:4d}  http {r['http_events_per_s']:>7,} ev/s   raw {r['raw_events_per_s']:>7,} ev/s"
                               f"   ratio {r['ratio']:.2f}   ({accepted:,} msgs, {args.concurrency} clients, "
                               f"{throttled} x 429)", flush=True)
-                median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+                median = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]  # the lower one when even
                 results.append({"batch_size": size, "concurrency": args.concurrency, "users": args.users,
                                 "workers": args.workers, "median": median, "rounds": rounds})
                 if not args.json:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     ingest_max_concurrency: int = Field(
         default=32, ge=1, description="Ingest requests in flight per process before 429."
     )
+    ingest_db_concurrency: int = Field(
+        default=4, ge=1,
+        description="Ingest transactions running at once per process; further admitted requests wait their turn.",
+    )
     ingest_rate_limit_per_second: float = Field(
         default=0, ge=0, description="Messages/s per workspace and process; 0 disables it."
     )

@@ -1,11 +1,15 @@
 """Back-pressure for ingest: 429 + Retry-After, which the Segment SDKs honour by retrying.
 
 Two limits, both per process: requests in flight (the service is overloaded), and an optional
-token bucket of messages per second per workspace.
+token bucket of messages per second per workspace. Admitted requests then take one of a few
+database slots: ingest transactions are CPU-bound in PostgreSQL, so running more of them at
+once than the database has cores only adds contention (and starves this process of the CPU
+it needs to parse the next batches); the others wait their turn, parsed and ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -16,10 +20,11 @@ from app.core.errors import TooManyRequests
 
 
 class IngestGate:
-    def __init__(self, *, max_concurrency: int, rate_per_second: float) -> None:
+    def __init__(self, *, max_concurrency: int, rate_per_second: float, db_concurrency: int = 4) -> None:
         self.max_concurrency = max_concurrency
         self.rate = rate_per_second
         self.in_flight = 0
+        self._db_slots = asyncio.Semaphore(db_concurrency)
         self._buckets: dict[uuid.UUID, tuple[float, float]] = {}
 
     @asynccontextmanager
@@ -35,7 +40,8 @@ class IngestGate:
             self._take(workspace_id, messages, effective)
         self.in_flight += 1
         try:
-            yield
+            async with self._db_slots:
+                yield
         finally:
             self.in_flight -= 1
 

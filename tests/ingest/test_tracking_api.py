@@ -356,6 +356,25 @@ async def test_overload_gives_429(app, client: httpx.AsyncClient, workspace: Wor
     assert resp.headers["retry-after"] == "1"
 
 
+async def test_admitted_requests_wait_for_a_database_slot() -> None:
+    import asyncio
+    import uuid
+
+    from app.ingest.throttle import IngestGate
+
+    gate = IngestGate(max_concurrency=10, rate_per_second=0, db_concurrency=1)
+    order: list[str] = []
+
+    async def work(name: str) -> None:
+        async with gate.admit(uuid.uuid4(), 1):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.01)
+            order.append(f"{name} out")
+
+    await asyncio.gather(work("a"), work("b"))
+    assert order == ["a in", "a out", "b in", "b out"], "one transaction at a time; the other waited, no 429"
+
+
 async def test_workspace_rate_limit_is_configurable(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
     resp = await client.patch("/v1/workspace", json={"ingest_rate_limit_per_second": 3}, headers=workspace.admin_headers)
     assert resp.status_code == 200 and resp.json()["ingest_rate_limit_per_second"] == 3
