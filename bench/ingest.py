@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -187,6 +188,7 @@ async def main() -> None:
                         help="uvicorn worker processes of the server it starts (default: one per core).")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP/raw phase pairs per batch size; the median is reported.")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-data", action="store_true", help="Keep the embedded server's data directory.")
     args = parser.parse_args()
 
     server = None
@@ -269,6 +271,13 @@ async def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=20)
+        if tmp is not None:
+            # Each run writes gigabytes of events: stop the embedded server and delete them.
+            pg.cleanup()
+            if args.keep_data:
+                print(f"data kept in {tmp}", file=sys.stderr)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.machine()} {os.cpu_count()} cpu",
             "python": platform.python_version(), "results": results}
     if args.json:

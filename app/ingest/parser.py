@@ -553,7 +553,7 @@ def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessa
         wire = _wire_decoder.decode(data)
     except msgspec.ValidationError:
         raise _SlowPath from None
-    if wire.messageId is msgspec.UNSET:
+    if wire.messageId is msgspec.UNSET or wire.messageId == "":
         raise _SlowPath  # the content-hash id needs the decoded message
     properties = _raw_object(wire.properties)
     context = _raw_object(wire.context)
@@ -563,7 +563,8 @@ def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessa
     peek = _NO_PEEK
     if context is not None:
         ctx = bytes(context)
-        if b'"traits' in ctx or b'"externalIds"' in ctx:
+        # A key spelled with \u escapes would hide from the byte search: decode then too.
+        if b'"traits' in ctx or b'"externalIds"' in ctx or b"\\u" in ctx:
             peek = _peek_decoder.decode(ctx)
     parsed = _build(
         index, opts, mtype=opts.forced_type or wire.type,

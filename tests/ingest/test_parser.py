@@ -35,6 +35,9 @@ MESSAGES: list[dict] = [
     {"type": "track", "messageId": "m9", "userId": "u9", "event": "Escaped", "properties": {"path": "C:\\\\u0000dir"}},
     {"type": "track", "messageId": "m10", "userId": "u10", "event": "Zone-less", "timestamp": "2026-11-23T09:00:00"},
 ]
+# Spelled with escapes, the context key still counts (orjson.dumps does not escape it, so by hand).
+ESCAPED_CONTEXT = (b'{"type":"track","messageId":"m11","userId":"u11","event":"E",'
+                   b'"context":{"\\u0074raits":{"email":"esc@example.com"}}}')
 
 
 def fields(p: parser.ParsedMessage) -> dict:
@@ -66,6 +69,14 @@ def test_fast_path_parses_exactly_as_the_plain_path(monkeypatch: pytest.MonkeyPa
     assert [fields(p) for p in fast_ok] == [fields(p) for p in slow_ok]
 
 
+def test_escaped_context_keys_are_read() -> None:
+    decoded = decode_batch_body(b'{"batch":[' + ESCAPED_CONTEXT + b"]}")
+    (fast,), _ = parse_raw_batch(decoded.messages, OPTS)
+    (slow,), _ = parse_batch([orjson.loads(ESCAPED_CONTEXT)], OPTS)
+    assert ("email", "esc@example.com", "esc@example.com") in fast.keys
+    assert fast.keys == slow.keys
+
+
 def test_fast_path_keeps_the_clients_bytes_for_objects() -> None:
     body = b'{"batch":[{"type":"track","messageId":"k","userId":"u","event":"E","properties":{"b": 1, "a": [1, 2]}}]}'
     decoded = decode_batch_body(body)
@@ -79,6 +90,7 @@ def test_fast_path_keeps_the_clients_bytes_for_objects() -> None:
         {"type": "track", "messageId": "x", "userId": True, "event": "E"},  # boolean id: slow path names it
         {"type": "track", "messageId": 12, "userId": "u", "event": "E"},  # numeric messageId
         {"type": "track", "userId": "u", "event": "E", "timestamp": "2026-11-23T10:00:00Z"},  # content-hash id
+        {"type": "track", "messageId": "", "userId": "u", "event": "E", "timestamp": "2026-11-23T10:00:00Z"},
         {"type": "track", "messageId": "x", "userId": "u", "event": "E", "properties": [1]},  # not an object
         {"type": "track", "messageId": "x", "userId": "u"},  # missing event
         {"type": "nope", "messageId": "x", "userId": "u"},
