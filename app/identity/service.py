@@ -192,7 +192,23 @@ async def resolve(
             pending.append(req)
     if not pending:
         return Resolution(profile_of=settled, new_profiles=[], merges=0, conflicts=0)
-    requests = pending
+
+    # Second fast path: people seen for the first time. Messages with the same identifiers,
+    # none of them known, none shared with any other message of the batch, and within the
+    # limits, are one new profile: nothing to link, merge or check.
+    newcomers, requests = _newcomers(pending, known, settings)
+    new_profiles: list[uuid.UUID] = []
+    inserts: dict[tuple[str, str], tuple[str, uuid.UUID, str]] = {}
+    newcomer_profile: dict[int, uuid.UUID] = {}
+    for group in newcomers:
+        pid = uuid7()
+        new_profiles.append(pid)
+        for req in group:
+            newcomer_profile[req.index] = pid
+            for t, v, raw in req.keys:
+                if (t, v) not in inserts:
+                    inserts[(t, v)] = (raw, pid, req.message_id)
+
     pending_keys = {(t, v) for req in requests for t, v, _ in req.keys}
     known = {k: p for k, p in known.items() if k in pending_keys}
 
@@ -263,7 +279,6 @@ async def resolve(
 
     # 4. One profile per component: new, existing, or a merge of several.
     component_profile: dict[Any, uuid.UUID] = {}
-    new_profiles: list[uuid.UUID] = []
     merges: list[tuple[uuid.UUID, list[uuid.UUID], Any]] = []
     for root, comp in uf.state.items():
         if not comp.has_message:
@@ -295,8 +310,8 @@ async def resolve(
                 message_id=cause_req.message_id if cause_req else None, trait_strategies=trait_strategies,
             )
 
-    # 5. New identifiers, in key order so concurrent batches cannot deadlock on them.
-    inserts: dict[tuple[str, str], tuple[str, uuid.UUID, str]] = {}
+    # 5. New identifiers (the newcomers' are in already), in key order so concurrent batches
+    # cannot deadlock on them.
     for req in requests:
         for t, v, raw in req.keys:
             if (t, v) in known or (t, v) in inserts:
@@ -330,15 +345,58 @@ async def resolve(
             for root, pid in component_profile.items():
                 if pid in replaced:
                     component_profile[root] = replaced[pid]
+            for index, pid in newcomer_profile.items():
+                if pid in replaced:
+                    newcomer_profile[index] = replaced[pid]
             new_profiles = [p for p in new_profiles if p not in replaced]
 
     if conflicts:
         await _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of)
 
     profile_of = {req.index: component_profile[uf.find(primary_of[req.index])] for req in requests}
+    profile_of.update(newcomer_profile)
     profile_of.update(settled)
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
                       conflicts=len(conflicts))
+
+
+def _newcomers(
+    pending: Sequence[LinkRequest], known: Mapping[tuple[str, str], uuid.UUID], settings: IdentitySettings
+) -> tuple[list[list[LinkRequest]], list[LinkRequest]]:
+    """Split pending requests into groups that are each simply a new person, and the rest
+    (which go through union-find)."""
+    groups: dict[frozenset[tuple[str, str]], list[LinkRequest]] = {}
+    rest: list[LinkRequest] = []
+    for req in pending:
+        keys = frozenset((t, v) for t, v, _ in req.keys)
+        if req.alias_previous is None and not any(k in known for k in keys) and _within_limits(req, settings):
+            groups.setdefault(keys, []).append(req)
+        else:
+            rest.append(req)
+    # A group whose identifiers appear in another group or another message is linked to it:
+    # both go the long way.
+    owner: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+    linked: set[frozenset[tuple[str, str]]] = set()
+    for keys in groups:
+        for k in keys:
+            other = owner.setdefault(k, keys)
+            if other is not keys:
+                linked.update((other, keys))
+    for req in rest:
+        for t, v, _ in req.keys:
+            if (t, v) in owner:
+                linked.add(owner[(t, v)])
+    for keys in linked:
+        rest.extend(groups.pop(keys))
+    rest.sort(key=lambda r: r.index)  # union-find goes message by message, in batch order
+    return list(groups.values()), rest
+
+
+def _within_limits(req: LinkRequest, settings: IdentitySettings) -> bool:
+    counts: dict[str, int] = defaultdict(int)
+    for t, _, _ in req.keys:
+        counts[t] += 1
+    return all(n <= limit_for(settings, t) for t, n in counts.items())
 
 
 async def _adopt_concurrent_profiles(
