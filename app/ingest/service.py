@@ -1,7 +1,9 @@
 """Ingest: validated messages in, events + identities + profile traits out, in one transaction.
 
-Per batch, whatever its size: one duplicate check, one identifier lookup, at most one profile
-insert, one identity insert, one trait update, one event insert (all multi-row over arrays).
+Per batch, whatever its size: the workspace lock, one identifier look-up (through the identity
+cache), and one event insert that also marks the touched profiles for the incremental trait
+refresh; only when needed, one duplicate check (identify/group), one profile insert, one
+identity insert, one trait update and one account upsert (all multi-row). See docs/INGEST.md.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import BadRequest, PayloadTooLarge
 from app.ingest.imports import ImportFormat, ImportKind, RowError, RowReader
-from tests.conftest import ROOT, WorkspaceKeys
+from tests.conftest import WorkspaceKeys
 from tests.test_cli import run_cli
 from tests.datasets import dataset
 

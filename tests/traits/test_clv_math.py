@@ -10,7 +10,6 @@ Reference figures (CDNOW 1/10 sample, 2,357 customers, 39-week calibration):
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
