@@ -171,7 +171,7 @@ async def resolve(
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
     # Through the process's identity cache: only identifiers it has not seen cost a probe.
-    known = await identity_cache.lookup(conn, workspace_id, sorted(lookup))
+    known = await identity_cache.lookup(conn, workspace_id, list(lookup))
 
     for req in requests:
         if req.alias_previous is not None:
