@@ -193,6 +193,7 @@ async def main() -> None:
 
     server = None
     tmp = None
+    pg = None
     url, dsn = args.url, args.database_url
     if url is None:
         from app.core.db import start_embedded_server
@@ -273,7 +274,8 @@ async def main() -> None:
             server.wait(timeout=20)
         if tmp is not None:
             # Each run writes gigabytes of events: stop the embedded server and delete them.
-            pg.cleanup()
+            if pg is not None:
+                pg.cleanup()
             if args.keep_data:
                 print(f"data kept in {tmp}", file=sys.stderr)
             else:
