@@ -40,24 +40,6 @@ MAX_KEYS_PER_WORKSPACE = 200_000
 MAX_WORKSPACES = 1_000
 _NO_CHANGES = 2**62  # a cache without a position asks for none of the log, only its head
 
-# One round trip: the log's head, the changes this cache has not seen, and the profiles of the
-# identifiers it does not know (one primary-key probe each, as in LOOKUP).
-SYNC_AND_LOOKUP = """
-SELECT NULL::text AS type, NULL::text AS value, NULL::uuid AS profile_id,
-       (SELECT coalesce(max(c.seq), 0) FROM identity_change AS c WHERE c.workspace_id = $1) AS seq
-UNION ALL
-SELECT NULL, NULL, c.profile_id, c.seq FROM identity_change AS c WHERE c.workspace_id = $1 AND c.seq > $3
-UNION ALL
-SELECT * FROM (
-    SELECT k.type, k.value,
-           (SELECT i.profile_id FROM identity AS i
-            WHERE i.workspace_id = $1 AND i.type = k.type AND i.value = k.value) AS profile_id,
-           NULL::bigint
-    FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
-) AS found
-WHERE profile_id IS NOT NULL
-"""
-
 # One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
 # the table statistics say; a join lets a stale plan scan the whole workspace).
 LOOKUP = """
@@ -68,6 +50,17 @@ SELECT * FROM (
     FROM jsonb_to_recordset($2::text::jsonb) AS k(type text, value text)
 ) AS found
 WHERE profile_id IS NOT NULL
+"""
+
+# One round trip: the log's head, the changes this cache has not seen ($3: the last one it
+# saw), and the profiles of the identifiers it does not know (LOOKUP).
+SYNC_AND_LOOKUP = f"""
+SELECT NULL::text AS type, NULL::text AS value, NULL::uuid AS profile_id,
+       (SELECT coalesce(max(c.seq), 0) FROM identity_change AS c WHERE c.workspace_id = $1) AS seq
+UNION ALL
+SELECT NULL, NULL, c.profile_id, c.seq FROM identity_change AS c WHERE c.workspace_id = $1 AND c.seq > $3
+UNION ALL
+SELECT l.type, l.value, l.profile_id, NULL FROM ({LOOKUP}) AS l
 """
 
 

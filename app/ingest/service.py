@@ -52,23 +52,24 @@ async def ingest(
     received_at: datetime,
     trait_strategies: dict[str, str] | None = None,
 ) -> IngestResult:
-    """Store the messages idempotently. Retries the whole batch inside a savepoint when it
+    """Store the messages idempotently. Reruns the whole batch in a fresh transaction when it
     loses an identity race or needs the workspace's exclusive lock to merge."""
     result = IngestResult()
     if not messages:
         return result
+    delay = trait_service.incremental_delay()
     exclusive = False
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             conn = await raw_connection(session)
             await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
             window = await _ingest_once(
-                conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {}
+                conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
+                delay,
             )
             if window is not None:
                 await trait_service.ensure_incremental_job(
-                    session, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait,
-                    delay=trait_service.incremental_delay(),
+                    session, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait, delay=delay
                 )
             return result
         except identity_service.RetryBatch as exc:
@@ -97,6 +98,7 @@ async def _ingest_once(
     result: IngestResult,
     exclusive: bool,
     trait_strategies: dict[str, str],
+    delay_seconds: float,
 ) -> repository.Inserted | None:
     """One attempt; returns the event insert's outcome (None when every message was a replay)."""
     # Replays: messages already stored are duplicates and have no side effects (an old identify
@@ -157,7 +159,7 @@ async def _ingest_once(
     result.touched_profiles = {profile_of[m.index] for m in fresh}
     inserted = await repository.insert_events(
         conn, workspace_id, received_at, fresh, profile_of, touched=list(result.touched_profiles),
-        delay_seconds=trait_service.incremental_delay(),
+        delay_seconds=delay_seconds,
     )
     result.accepted = inserted.count
     result.duplicates += len(fresh) - inserted.count
