@@ -48,7 +48,8 @@ def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
     url = _database_url()
 
     async def runner() -> T:
-        db = Database(create_engine(url, get_settings()))
+        settings = get_settings()
+        db = Database(create_engine(url, settings), settings)
         try:
             async with standalone_session(db) as session:
                 return await fn(session)
@@ -253,7 +254,7 @@ def _import_file(kind: str, path: Path, workspace: uuid.UUID, fmt: str | None, a
 
     async def runner() -> ImportSummary:
         settings = get_settings()
-        db = Database(create_engine(url, settings))
+        db = Database(create_engine(url, settings), settings)
         try:
             # A plain session, not standalone_session: run_import commits after every chunk itself.
             async with db.session() as session:
@@ -378,7 +379,7 @@ def worker() -> None:
     url = _database_url()
 
     async def runner() -> bool:
-        db = Database(create_engine(url, settings))
+        db = Database(create_engine(url, settings), settings)
         jobs = Worker(db, settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

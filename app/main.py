@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     owns_db = getattr(app.state, "db", None) is None
     if owns_db:
         url = await aresolve_database_url(settings)
-        app.state.db = Database(create_engine(url, settings))
+        app.state.db = Database(create_engine(url, settings), settings)
     # The embedded default: background jobs run in the API process (`clientele worker` runs
     # them elsewhere; both can coexist).
     worker = Worker(app.state.db, settings) if settings.run_worker else None

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +104,20 @@ class RollbackDatabase(Database):
             bind=self.connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
         )
 
+    @asynccontextmanager
+    async def write_transaction(self, first: str = "") -> AsyncIterator[Any]:
+        """Database.write_transaction as a savepoint of the test's transaction."""
+        raw = (await self.connection.get_raw_connection()).driver_connection
+        if not raw.is_in_transaction():
+            await self.connection.exec_driver_sql("SELECT 1")  # SQLAlchemy begins the outer transaction lazily
+        await raw.execute(f"SAVEPOINT write_transaction; {first}" if first else "SAVEPOINT write_transaction")
+        try:
+            yield raw
+        except BaseException:
+            await raw.execute("ROLLBACK TO SAVEPOINT write_transaction; RELEASE SAVEPOINT write_transaction")
+            raise
+        await raw.execute("RELEASE SAVEPOINT write_transaction")
+
     async def dispose(self) -> None:  # the engine belongs to the session fixture
         return None
 
@@ -154,13 +169,10 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 async def committed_app(settings: Settings, engine: AsyncEngine):
     """An app whose requests really commit (for concurrency tests). Isolate with a fresh workspace."""
     application = create_app(settings)
-    application.state.db = Database(engine)
-    application.state.db.dispose = _noop  # the engine is shared by the session
-    return application
-
-
-async def _noop() -> None:
-    return None
+    db = Database(engine, settings)
+    application.state.db = db
+    yield application
+    await db.close_write_pool()  # the engine is shared by the session
 
 
 @dataclass(frozen=True)

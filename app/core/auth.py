@@ -164,10 +164,10 @@ _basic = HTTPBasic(auto_error=False, scheme_name="writeKey", description="The wr
 BasicCredentials = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 
 
-async def authenticate_write_key(
-    session: AsyncSession, request: Request, body_write_key: Any = None
-) -> WriteKeyPrincipal:
-    """Ingest auth: the write key as HTTP Basic username, or `writeKey` in the JSON body."""
+async def authenticate_write_key(request: Request, body_write_key: Any = None) -> WriteKeyPrincipal:
+    """Ingest auth: the write key as HTTP Basic username, or `writeKey` in the JSON body.
+    (Ingest writes through Database.write_transaction; a key not in the cache is looked up in
+    a short session of its own.)"""
     from app.workspaces.models import ApiKey, Workspace
 
     header = request.headers.get("authorization", "")
@@ -186,13 +186,14 @@ async def authenticate_write_key(
     now = time.monotonic()
     if cached is not None and cached[1] > now:
         return cached[0]
-    row = (
-        await session.execute(
-            sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, Workspace.settings)
-            .join(Workspace, Workspace.id == ApiKey.workspace_id)
-            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-        )
-    ).first()
+    async with request.app.state.db.session() as session:
+        row = (
+            await session.execute(
+                sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, Workspace.settings)
+                .join(Workspace, Workspace.id == ApiKey.workspace_id)
+                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+            )
+        ).first()
     if row is None or row.kind != "write":
         raise Unauthorized("The write key is unknown or revoked.", headers=_BASIC_CHALLENGE)
     principal = WriteKeyPrincipal(workspace_id=row.workspace_id, key_id=row.id, workspace_settings=row.settings or {})

@@ -15,6 +15,10 @@ Why it cannot go stale:
   (`seq` above the last one it saw). No writer can be between its UPDATE and its commit
   then, so the sequence has no invisible gaps. Every cached identifier of a changed profile
   is dropped (and looked up again if the batch needs it).
+- A batch whose every identifier is cached may skip the look-up round trip: its event insert
+  then reads the changes after the cache's position instead (`cached` / `apply_changes`), in
+  a statement that also runs under the shared lock. If a change touches a profile the batch
+  used, the batch is rolled back and retried with a fresh look-up.
 - Only mappings read from the database are cached, never those a transaction is creating
   (it could roll back). An unseen identifier is always asked for.
 - The log is pruned daily of entries older than `LOG_RETENTION`; a workspace cache that has
@@ -98,6 +102,48 @@ _workspaces: dict[uuid.UUID, _Workspace] = {}
 def clear() -> None:
     """Forget everything (tests; or after restoring a database under a running process)."""
     _workspaces.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Unsynced:
+    """Mappings taken from the cache without a look-up: valid only if the statement that uses
+    them, under the workspace's lock, finds no change after `since` touching their profiles."""
+
+    known: dict[tuple[str, str], uuid.UUID]
+    since: int
+    workspace: _Workspace
+
+
+def cached(workspace_id: uuid.UUID, keys: Sequence[tuple[str, str]]) -> Unsynced | None:
+    """Every key's profile when all of `keys` are cached and the cache has a position; None
+    otherwise. The caller must check the log after `since` (see `apply_changes`)."""
+    ws = _workspaces.get(workspace_id)
+    if ws is None or ws.seq is None or monotonic() - ws.synced_at > MAX_IDLE_SECONDS:
+        return None
+    profile_of = ws.profile_of
+    known: dict[tuple[str, str], uuid.UUID] = {}
+    for key in keys:
+        pid = profile_of.get(key)
+        if pid is None:
+            return None
+        known[key] = pid
+    return Unsynced(known, ws.seq, ws)
+
+
+def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.UUID]) -> bool:
+    """Apply what the statement read of the log after `unsynced.since`: `head`, the last
+    change (None: there was none), and the changed profiles. Returns whether the mappings
+    it was given are still valid (no change touched their profiles)."""
+    ws = unsynced.workspace
+    for pid in changed:
+        ws.forget(pid)
+    if head is not None:
+        ws.seq = head  # as in lookup: possibly back, never past a change not applied
+    ws.synced_at = monotonic()
+    if not changed:
+        return True
+    used = set(unsynced.known.values())
+    return not any(pid in used for pid in changed)
 
 
 async def lookup(conn: Any, workspace_id: uuid.UUID, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:

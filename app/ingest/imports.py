@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.db import session_write_transaction
 from app.core.errors import AppError, BadRequest, PayloadTooLarge
 from app.identity.normalize import IdentitySettings
 from app.identity.service import identity_settings_from
@@ -479,11 +480,14 @@ class _Importer:
         ))
         errors += [RowError(rows[r.index], r.message_id, r.code, r.reason) for r in rejected]
         # No ingest gate: an import is one long, sequential request with a secret key, not SDK traffic.
+        # Committed per chunk (when the transaction block ends): releases the workspace's
+        # advisory lock and keeps the transaction small.
         result = await service.ingest(
-            self.session, workspace_id=self.workspace_id, messages=parsed, identity=self.identity, received_at=received_at
+            session_write_transaction(self.session), workspace_id=self.workspace_id, messages=parsed,
+            identity=self.identity, received_at=received_at,
         )
-        # Commit per chunk: releases the workspace's advisory lock and keeps the transaction small.
-        await self.session.commit()
+        if not parsed:
+            await self.session.commit()
         summary = self.summary
         summary.accepted += result.accepted
         summary.duplicates += result.duplicates

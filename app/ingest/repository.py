@@ -31,9 +31,6 @@ async def existing_message_ids(conn: Any, workspace_id: uuid.UUID, message_ids: 
 
 # One JSON document per batch, expanded by jsonb_to_recordset: the driver sends one string
 # instead of encoding 17 arrays element by element (which cost more CPU than the rest of the
-# request), and nested objects (properties, context) are serialised once, by orjson.
-# One JSON document per batch, expanded by jsonb_to_recordset: the driver sends one string
-# instead of encoding 17 arrays element by element (which cost more CPU than the rest of the
 # request). Each row was serialised while its message was parsed, with properties, context...
 # as the client's own bytes; the profile ids, known only after identity resolution, come as
 # a parallel array ($4), zipped row by row with ROWS FROM.
@@ -63,12 +60,20 @@ WITH inserted AS ({_INSERT})
 SELECT count(*) FROM inserted
 """
 
-# What ingest runs: the same insert, plus the batch's dirty mark for the incremental
-# computed-trait refresh ($5 profiles, $6 window seconds), in one round trip.
+# What ingest runs, in one round trip: the same insert; the batch's dirty mark for the
+# incremental computed-trait refresh (its profiles, $4 deduplicated; $5 the window in
+# seconds); and the identity changes after $6 (identity_cache.apply_changes: a batch that took
+# its profiles from the cache without a look-up checks them here; 2^62 when it did not).
 INSERT_EVENTS_AND_MARK_DIRTY = f"""
-WITH inserted AS ({_INSERT}), {trait_repository.mark_dirty_ctes("$1", "$5::uuid[]", "$6")}
-SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $6 - epoch AS wait FROM clock
+WITH inserted AS ({_INSERT}),
+touched AS (SELECT array_agg(DISTINCT p) AS ids FROM unnest($4::uuid[]) AS p),
+{trait_repository.mark_dirty_ctes("$1", "(SELECT ids FROM touched)", "$5")},
+changes AS (SELECT c.seq, c.profile_id FROM identity_change AS c WHERE c.workspace_id = $1 AND c.seq > $6)
+SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $5 - epoch AS wait,
+       (SELECT max(seq) FROM changes) AS head, (SELECT array_agg(DISTINCT profile_id) FROM changes) AS changed
+FROM clock
 """
+NO_CHANGES = 2**62
 
 
 def event_rows(messages: Sequence[ParsedMessage]) -> str:
@@ -81,6 +86,8 @@ class Inserted:
     count: int  # new events (the rest were duplicates)
     bucket: int  # the dirty mark's window
     wait: float  # seconds until it closes
+    head: int | None  # the last identity change after `changes_since` (None: none)
+    changed: list[uuid.UUID]  # the profiles those changes touched
 
 
 async def insert_events(
@@ -90,15 +97,17 @@ async def insert_events(
     messages: Sequence[ParsedMessage],
     profile_of: dict[int, uuid.UUID],
     *,
-    touched: Sequence[uuid.UUID],
     delay_seconds: float,
+    changes_since: int = NO_CHANGES,
 ) -> Inserted:
-    """Insert the messages and mark the `touched` profiles dirty."""
+    """Insert the messages, mark their profiles dirty, and read the identity changes after
+    `changes_since`."""
     row = await conn.fetchrow(
         INSERT_EVENTS_AND_MARK_DIRTY, workspace_id, received_at, event_rows(messages),
-        [profile_of.get(m.index) for m in messages], list(touched), float(delay_seconds),
+        [profile_of[m.index] for m in messages], float(delay_seconds), changes_since,
     )
-    return Inserted(row["inserted"], int(row["bucket"]), max(float(row["wait"]), 0.0))
+    return Inserted(row["inserted"], int(row["bucket"]), max(float(row["wait"]), 0.0), row["head"],
+                    row["changed"] or [])
 
 
 async def upsert_accounts(

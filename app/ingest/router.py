@@ -14,7 +14,6 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from app.core.auth import BasicCredentials, authenticate_write_key
-from app.core.db import request_session
 from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, responses
 from app.identity.service import identity_settings_from, trait_strategies_from
 from app.ingest import service
@@ -70,11 +69,11 @@ def _loads(body: bytes) -> Any:
 
 
 async def _ingest(
-    request: Request, session, *, write_key: Any, sent_at: Any, context: Any, integrations: Any,
+    request: Request, *, write_key: Any, sent_at: Any, context: Any, integrations: Any,
     forced_type: str | None, parse: Callable[[ParseOptions], tuple[list[ParsedMessage], list[Rejection]]],
 ) -> IngestOutcome:
     settings = request.app.state.settings
-    principal = await authenticate_write_key(session, request, write_key)
+    principal = await authenticate_write_key(request, write_key)
     received_at = datetime.now(UTC)
     try:
         batch_sent_at = parse_timestamp(sent_at, "sentAt")
@@ -97,7 +96,7 @@ async def _ingest(
     workspace_rate = (principal.workspace_settings.get("ingest") or {}).get("rate_limit_per_second")
     async with gate.admit(principal.workspace_id, max(len(parsed), 1), workspace_rate):
         result = await service.ingest(
-            session, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
+            request.app.state.db.write_transaction, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
             trait_strategies=trait_strategies_from(principal.workspace_settings),
         )
     return IngestOutcome(result.accepted, result.duplicates, rejected)
@@ -149,13 +148,12 @@ async def batch(request: Request, _: BasicCredentials) -> Response:
         raise PayloadTooLarge(
             f"The batch has {len(decoded.messages)} messages; the limit is {settings.ingest_max_batch_messages}."
         )
-    # The transaction is opened here rather than by a dependency: the hot path skips
-    # FastAPI's dependency machinery (the commit still happens before the response is sent).
-    async with request_session(request) as session:
-        outcome = await _ingest(
-            request, session, write_key=decoded.write_key, sent_at=decoded.sent_at, context=decoded.context,
-            integrations=decoded.integrations, forced_type=None, parse=lambda opts: parse(decoded.messages, opts),
-        )
+    # No session dependency: ingest writes through Database.write_transaction, which commits
+    # before the response is sent.
+    outcome = await _ingest(
+        request, write_key=decoded.write_key, sent_at=decoded.sent_at, context=decoded.context,
+        integrations=decoded.integrations, forced_type=None, parse=lambda opts: parse(decoded.messages, opts),
+    )
     return outcome.response()
 
 
@@ -167,11 +165,10 @@ def _single(message_type: str):
             raise BadRequest("The body must be a JSON object (one message).", code="not_an_object")
         if payload.get("type") not in (None, message_type):
             raise BadRequest(f"This endpoint takes {message_type} messages, not {payload.get('type')!r}.", code="unknown_type")
-        async with request_session(request) as session:
-            result = await _ingest(
-                request, session, write_key=payload.get("writeKey"), sent_at=None, context=None, integrations=None,
-                forced_type=message_type, parse=lambda opts: parse_batch([payload], opts),
-            )
+        result = await _ingest(
+            request, write_key=payload.get("writeKey"), sent_at=None, context=None, integrations=None,
+            forced_type=message_type, parse=lambda opts: parse_batch([payload], opts),
+        )
         if result.rejected:
             r = result.rejected[0]
             raise BadRequest(r.reason, code=r.code, extra={"messageId": r.message_id})

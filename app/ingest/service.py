@@ -1,8 +1,8 @@
 """Ingest: validated messages in, events + identities + profile traits out, in one transaction.
 
-Per batch, whatever its size: the workspace lock, one identifier look-up (through the identity
-cache), and one event insert that also marks the touched profiles for the incremental trait
-refresh; only when needed, one duplicate check (identify/group), one profile insert, one
+Per batch, whatever its size: BEGIN with the workspace lock, one identifier look-up (through
+the identity cache), one event insert that also marks the touched profiles for the incremental
+trait refresh, and COMMIT: four round trips; only when needed, one duplicate check (identify/group), one profile insert, one
 identity insert, one trait update and one account upsert (all multi-row). See docs/INGEST.md.
 """
 
@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import raw_connection
+from app.core.db import WriteTransaction
 from app.core.errors import ServiceUnavailable
+from app.identity import cache as identity_cache
 from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
 from app.ingest import repository
@@ -40,11 +40,10 @@ class IngestResult:
     profiles_created: int = 0
     merges: int = 0
     conflicts: int = 0
-    touched_profiles: set[uuid.UUID] = field(default_factory=set)
 
 
 async def ingest(
-    session: AsyncSession,
+    transaction: WriteTransaction,
     *,
     workspace_id: uuid.UUID,
     messages: list[ParsedMessage],
@@ -52,8 +51,9 @@ async def ingest(
     received_at: datetime,
     trait_strategies: dict[str, str] | None = None,
 ) -> IngestResult:
-    """Store the messages idempotently. Reruns the whole batch in a fresh transaction when it
-    loses an identity race or needs the workspace's exclusive lock to merge."""
+    """Store the messages idempotently, in one transaction opened by `transaction` (with the
+    workspace's lock as its first statement). Reruns the whole batch in a fresh transaction
+    when it loses an identity race or needs the workspace's exclusive lock to merge."""
     result = IngestResult()
     if not messages:
         return result
@@ -61,16 +61,15 @@ async def ingest(
     exclusive = False
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            conn = await raw_connection(session)
-            await identity_service.lock_workspace(conn, workspace_id, exclusive=exclusive)
-            window = await _ingest_once(
-                conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
-                delay,
-            )
-            if window is not None:
-                await trait_service.ensure_incremental_job(
-                    session, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait, delay=delay
+            async with transaction(identity_service.workspace_lock_sql(workspace_id, exclusive=exclusive)) as conn:
+                window = await _ingest_once(
+                    conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
+                    delay,
                 )
+                if window is not None:
+                    await trait_service.ensure_incremental_job(
+                        conn, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait, delay=delay
+                    )
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -78,11 +77,8 @@ async def ingest(
         except asyncpg.exceptions.DeadlockDetectedError:
             exclusive = True
             log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
-        # The request has written nothing else, so the whole transaction can go (no savepoint
-        # round trips on the normal path); the session starts a fresh one on next use.
-        await session.rollback()
+        # The transaction was rolled back as the exception left it.
         result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
-        result.touched_profiles = set()
         await asyncio.sleep(0.002 * attempt)
     raise ServiceUnavailable(
         "The batch kept colliding with concurrent writes to the same people; retry it.", headers={"Retry-After": "1"}
@@ -126,9 +122,12 @@ async def _ingest_once(
         )
         for m in fresh
     ]
+    # A batch without identify/group messages runs no statement between the look-up and the
+    # event insert, so the insert itself can check the identity cache's mappings (one round
+    # trip fewer for returning people; see identity/cache.py).
     resolution = await identity_service.resolve(
         conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive,
-        trait_strategies=trait_strategies,
+        trait_strategies=trait_strategies, defer_sync=not side_effects,
     )
     profile_of = resolution.profile_of
     result.profiles_created = len(resolution.new_profiles)
@@ -156,11 +155,13 @@ async def _ingest_once(
             members.add((m.group_id, pid))
     await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
     await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
-    result.touched_profiles = {profile_of[m.index] for m in fresh}
+    unsynced = resolution.unsynced
     inserted = await repository.insert_events(
-        conn, workspace_id, received_at, fresh, profile_of, touched=list(result.touched_profiles),
-        delay_seconds=delay_seconds,
+        conn, workspace_id, received_at, fresh, profile_of, delay_seconds=delay_seconds,
+        changes_since=unsynced.since if unsynced is not None else repository.NO_CHANGES,
     )
+    if unsynced is not None and not identity_cache.apply_changes(unsynced, inserted.head, inserted.changed):
+        raise identity_service.RetryBatch("a profile of the batch was merged, split or deleted meanwhile")
     result.accepted = inserted.count
     result.duplicates += len(fresh) - inserted.count
     return inserted

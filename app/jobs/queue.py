@@ -1,6 +1,7 @@
 """Putting work on pgqueuer's queue from inside a request's (or a job's) transaction.
 
-Enqueueing goes through the session's own connection, so a job exists only if the
+Enqueueing goes through the transaction's own connection (a session's, or the raw connection
+of a write transaction), so a job exists only if the
 transaction that asked for it commits: no job for a rolled-back request, and no request that
 committed without its job (a transactional outbox, for free).
 """
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+import asyncpg
 import orjson
 from pgqueuer import AsyncpgDriver, Queries
 from pgqueuer.domain.settings import db_settings
@@ -25,9 +27,16 @@ def queue_tables() -> frozenset[str]:
     return frozenset({names.queue_table, names.queue_table_log, names.statistics_table, names.schedules_table})
 
 
-async def _queries(session: AsyncSession) -> Queries:
+Executor = AsyncSession | asyncpg.Connection
+
+
+async def _connection(db: Executor) -> asyncpg.Connection:
+    return db if isinstance(db, asyncpg.Connection) else await raw_connection(db)
+
+
+async def _queries(db: Executor) -> Queries:
     # The driver only wraps the connection (it never closes it); building one is cheap.
-    return Queries(AsyncpgDriver(await raw_connection(session)))
+    return Queries(AsyncpgDriver(await _connection(db)))
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -39,7 +48,7 @@ def decode(payload: bytes | None) -> dict[str, Any]:
 
 
 async def enqueue(
-    session: AsyncSession,
+    db: Executor,
     *,
     task: str,
     payload: Mapping[str, Any],
@@ -49,13 +58,13 @@ async def enqueue(
     """Queue one job; returns its queue id, or None when a job with `dedupe_key` is already
     queued or running (the new one is folded into it)."""
     ids = await enqueue_many(
-        session, task=task, payloads=[payload], dedupe_keys=[dedupe_key], delay=delay
+        db, task=task, payloads=[payload], dedupe_keys=[dedupe_key], delay=delay
     )
     return ids[0]
 
 
 async def enqueue_many(
-    session: AsyncSession,
+    db: Executor,
     *,
     task: str,
     payloads: Sequence[Mapping[str, Any]],
@@ -66,7 +75,7 @@ async def enqueue_many(
     if not payloads:
         return []
     keys = list(dedupe_keys) if dedupe_keys is not None else [None] * len(payloads)
-    queries = await _queries(session)
+    queries = await _queries(db)
     ids = await queries.enqueue(
         [task] * len(payloads),
         [encode(p) for p in payloads],
@@ -78,14 +87,14 @@ async def enqueue_many(
     return [int(i) if i is not None else None for i in ids]
 
 
-async def pending_state(session: AsyncSession, *, dedupe_key: str) -> Literal["queued", "picked"] | None:
+async def pending_state(db: Executor, *, dedupe_key: str) -> Literal["queued", "picked"] | None:
     """Whether a job with this dedupe key is waiting ("queued"), running ("picked") or neither.
 
     A plain read of pgqueuer's partial unique index (committed jobs only): unlike an INSERT ...
     ON CONFLICT it never waits for a concurrent transaction holding the same key, and it does
     not fire the queue's NOTIFY trigger. Hot paths check this first and enqueue only when needed.
     """
-    conn = await raw_connection(session)
+    conn = await _connection(db)
     table = db_settings().qualified.queue_table
     status = await conn.fetchval(
         f"SELECT status::text FROM {table} WHERE dedupe_key = $1 AND status IN ('queued', 'picked')",

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import math
 import uuid
-from time import monotonic
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 
+import asyncpg
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -223,7 +224,7 @@ def incremental_delay(delay_seconds: float | None = None) -> float:
 
 
 async def ensure_incremental_job(
-    session: AsyncSession, *, workspace_id: uuid.UUID, bucket: int, wait: float, delay: float
+    db: AsyncSession | asyncpg.Connection, *, workspace_id: uuid.UUID, bucket: int, wait: float, delay: float
 ) -> None:
     """After marking profiles dirty in window `bucket` (closing in `wait` seconds): make sure
     that window's job is queued (for a caller that marked them itself, like ingest)."""
@@ -231,15 +232,15 @@ async def ensure_incremental_job(
     # its window closes: skip the queue round trips until shortly before that.
     if _window_job_seen.get((workspace_id, bucket), 0.0) > monotonic():
         return
-    state = await queue.pending_state(session, dedupe_key=_incremental_key(workspace_id, bucket))
+    state = await queue.pending_state(db, dedupe_key=_incremental_key(workspace_id, bucket))
     if state == "picked":
         # This window's job is already running and may not see these rows; the next window's
         # job takes every window up to its own.
         bucket, wait = bucket + 1, wait + delay
-        state = await queue.pending_state(session, dedupe_key=_incremental_key(workspace_id, bucket))
+        state = await queue.pending_state(db, dedupe_key=_incremental_key(workspace_id, bucket))
     if state != "queued":
         await queue.enqueue(
-            session, task=TASK_INCREMENTAL, payload={"workspace_id": str(workspace_id), "bucket": bucket},
+            db, task=TASK_INCREMENTAL, payload={"workspace_id": str(workspace_id), "bucket": bucket},
             dedupe_key=_incremental_key(workspace_id, bucket), delay=timedelta(seconds=wait),
         )
     if len(_window_job_seen) > 10_000:

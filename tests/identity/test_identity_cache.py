@@ -130,3 +130,43 @@ async def test_a_concurrent_call_that_read_before_a_change_does_not_keep_it(
     known = await identity_cache.lookup(conn, ws_id, [("user_id", "c1")])
     assert known == {("user_id", "c1"): uuid.UUID(other)}
     assert entry.profile_of[("user_id", "c1")] == uuid.UUID(other)
+
+
+async def test_a_batch_of_cached_people_checks_the_log_in_its_insert(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session: AsyncSession, monkeypatch
+) -> None:
+    """Returning people skip the look-up; the event insert reads the log instead. A change to
+    someone else is applied there (no retry); a change to the batch's own person is not
+    trusted (the batch reruns with a look-up, see the tests above)."""
+    mine = await track(client, workspace, userId="me")
+    await track(client, workspace, userId="me")
+    bystander = await track(client, workspace, userId="bystander")
+    await track(client, workspace, userId="bystander")
+    ws_id = uuid.UUID(workspace.workspace_id)
+    unsynced = identity_cache.cached(ws_id, [("user_id", "me")])
+    assert unsynced is not None and unsynced.known == {("user_id", "me"): uuid.UUID(mine)}
+    assert identity_cache.cached(ws_id, [("user_id", "me"), ("user_id", "nobody")]) is None
+
+    target = await track(client, workspace, userId="target")
+    await session.execute(
+        sa.text("UPDATE identity SET profile_id = :p WHERE workspace_id = :w AND value = 'bystander'"),
+        {"p": uuid.UUID(target), "w": ws_id},
+    )
+    await session.commit()
+    head = (await session.execute(
+        sa.text("SELECT max(seq) FROM identity_change WHERE workspace_id = :w"), {"w": ws_id}
+    )).scalar_one()
+    position = identity_cache._workspaces[ws_id].seq
+    assert position < head
+
+    async def no_lookup(*args, **kwargs):
+        raise AssertionError("a batch of cached people ran the look-up")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(identity_cache, "lookup", no_lookup)
+        assert await track(client, workspace, userId="me") == mine
+    entry = identity_cache._workspaces[ws_id]
+    assert entry.seq == head, "the insert read the change and moved the position on"
+    assert ("user_id", "bystander") not in entry.profile_of, "the changed profile was forgotten"
+    assert ("user_id", "me") in entry.profile_of
+    assert await track(client, workspace, userId="bystander") == target

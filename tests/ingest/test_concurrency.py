@@ -10,6 +10,9 @@ from tests.conftest import create_workspace_via_api, make_client
 
 
 async def test_identify_storm_on_one_person_ends_with_one_profile(committed_app) -> None:
+    # All 40 requests in flight at once: this test is about identity races, not back-pressure
+    # (over the default 32 the surplus would get 429s).
+    committed_app.state.ingest_gate.max_concurrency = 64
     async with make_client(committed_app) as client:
         ws = await create_workspace_via_api(client, "storm")
 

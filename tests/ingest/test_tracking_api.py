@@ -388,16 +388,20 @@ async def test_workspace_rate_limit_is_configurable(client: httpx.AsyncClient, w
     assert bad.status_code == 422
 
 
-async def test_pool_exhaustion_is_503_not_500(app, client: httpx.AsyncClient, workspace: WorkspaceKeys, monkeypatch) -> None:
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
+async def test_pool_exhaustion_is_503_not_500(committed_app) -> None:
+    from tests.conftest import create_workspace_via_api, make_client
 
-    from app.ingest import service
-
-    async def exhausted(*args, **kwargs):
-        raise PoolTimeout("QueuePool limit of size 10 overflow 5 reached")
-
-    monkeypatch.setattr(service, "ingest", exhausted)
-    resp = await send(client, workspace, [{"type": "track", "userId": "u", "event": "A"}])
+    db = committed_app.state.db
+    db._write_acquire_timeout = 0.2
+    pool = await db._pool()
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]  # every ingest connection busy
+    try:
+        async with make_client(committed_app) as client:
+            ws = await create_workspace_via_api(client, "pool")
+            resp = await send(client, ws, [{"type": "track", "userId": "u", "event": "A"}])
+    finally:
+        for conn in held:
+            await pool.release(conn)
     assert resp.status_code == 503
     assert resp.headers["retry-after"] == "1"
     assert resp.json()["code"] == "overloaded"
