@@ -16,7 +16,7 @@ Why it cannot go stale:
   then, so the sequence has no invisible gaps. Every cached identifier of a changed profile
   is dropped (and looked up again if the batch needs it).
 - A batch whose every identifier is cached may skip the look-up round trip: its event insert
-  then reads the changes after the cache's position instead (`cached` / `apply_changes`), in
+  then reads the changes after the cache's position instead (`settle` / `apply_changes`), in
   a statement that also runs under the shared lock. If a change touches a profile the batch
   used, the batch is rolled back and retried with a fresh look-up.
 - Only mappings read from the database are cached, never those a transaction is creating
@@ -106,34 +106,41 @@ def clear() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Unsynced:
-    """Mappings taken from the cache without a look-up: valid only if the statement that uses
-    them, under the workspace's lock, finds no change after `since` touching their profiles."""
+    """Profiles taken from the cache without a look-up: valid only if the statement that uses
+    them, under the workspace's lock, finds no change after `since` touching them."""
 
-    known: dict[tuple[str, str], uuid.UUID]
+    profile_of: dict[int, uuid.UUID]  # message index -> profile
     since: int
     workspace: _Workspace
 
 
-def cached(workspace_id: uuid.UUID, keys: Sequence[tuple[str, str]]) -> Unsynced | None:
-    """Every key's profile when all of `keys` are cached and the cache has a position; None
-    otherwise. The caller must check the log after `since` (see `apply_changes`)."""
+def settle(workspace_id: uuid.UUID, messages: Sequence[Any]) -> Unsynced | None:
+    """Each message's profile from the cache alone (`messages`: with `index` and `pairs`, their
+    (type, value) identifiers), when every identifier is cached and each message's point at
+    one profile: nothing to create, link or check. None otherwise. The caller must check the
+    log after `since` in its next statement (`apply_changes`)."""
     ws = _workspaces.get(workspace_id)
     if ws is None or ws.seq is None or monotonic() - ws.synced_at > MAX_IDLE_SECONDS:
         return None
-    profile_of = ws.profile_of
-    known: dict[tuple[str, str], uuid.UUID] = {}
-    for key in keys:
-        pid = profile_of.get(key)
+    cached_profile = ws.profile_of.get
+    profile_of: dict[int, uuid.UUID] = {}
+    for m in messages:
+        pid = None
+        for key in m.pairs:
+            found = cached_profile(key)
+            if found is None or (pid is not None and found != pid):
+                return None
+            pid = found
         if pid is None:
             return None
-        known[key] = pid
-    return Unsynced(known, ws.seq, ws)
+        profile_of[m.index] = pid
+    return Unsynced(profile_of, ws.seq, ws)
 
 
 def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.UUID]) -> bool:
     """Apply what the statement read of the log after `unsynced.since`: `head`, the last
-    change (None: there was none), and the changed profiles. Returns whether the mappings
-    it was given are still valid (no change touched their profiles)."""
+    change (None: there was none), and the changed profiles. Returns whether the profiles it
+    was given are still valid (no change touched them)."""
     ws = unsynced.workspace
     for pid in changed:
         ws.forget(pid)
@@ -142,7 +149,7 @@ def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.U
     ws.synced_at = monotonic()
     if not changed:
         return True
-    used = set(unsynced.known.values())
+    used = set(unsynced.profile_of.values())
     return not any(pid in used for pid in changed)
 
 

@@ -127,9 +127,6 @@ class Resolution:
     new_profiles: list[uuid.UUID]
     merges: int
     conflicts: int
-    # Set when the profiles came from the identity cache without a look-up (`defer_sync`):
-    # the caller's next statement must check the change log (identity_cache.apply_changes).
-    unsynced: identity_cache.Unsynced | None = None
 
 
 class _UnionFind:
@@ -172,12 +169,8 @@ async def resolve(
     settings: IdentitySettings,
     exclusive: bool,
     trait_strategies: Mapping[str, str] | None = None,
-    defer_sync: bool = False,
 ) -> Resolution:
-    """Map every request to a profile, creating profiles and identities and merging as needed.
-
-    `defer_sync`: when every identifier is cached and settled, skip the look-up round trip and
-    return `unsynced` instead (the caller checks the change log in its next statement)."""
+    """Map every request to a profile, creating profiles and identities and merging as needed."""
     # 1. Which of the identifiers do we already know? (alias previousId may be either type)
     lookup: set[tuple[str, str]] = set()
     for req in requests:
@@ -185,12 +178,6 @@ async def resolve(
         if req.alias_previous is not None:
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
-    if defer_sync and not any(req.alias_previous is not None for req in requests):
-        unsynced = identity_cache.cached(workspace_id, list(lookup))
-        if unsynced is not None:
-            settled = _settled(requests, unsynced.known)
-            if settled is not None:
-                return Resolution(profile_of=settled, new_profiles=[], merges=0, conflicts=0, unsynced=unsynced)
     # Through the process's identity cache: only identifiers it has not seen cost a probe.
     known = await identity_cache.lookup(conn, workspace_id, list(lookup))
 
@@ -379,20 +366,6 @@ async def resolve(
     profile_of.update(settled)
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
                       conflicts=len(conflicts))
-
-
-def _settled(requests: Sequence[LinkRequest], known: Mapping[tuple[str, str], uuid.UUID]) -> dict[int, uuid.UUID] | None:
-    """Each request's profile when all of their identifiers are known and, per request, point
-    at one profile (nothing to create, link or check); None otherwise."""
-    settled: dict[int, uuid.UUID] = {}
-    for req in requests:
-        keys = req.keys
-        first = known[(keys[0][0], keys[0][1])]
-        for t, v, _ in keys[1:]:
-            if known[(t, v)] != first:
-                return None
-        settled[req.index] = first
-    return settled
 
 
 def _newcomers(

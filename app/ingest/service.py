@@ -114,48 +114,54 @@ async def _ingest_once(
     if not fresh:
         return None
 
-    requests = [
-        identity_service.LinkRequest(
-            index=m.index, message_id=m.message_id, rule=m.type,
-            keys=list(m.keys),
-            alias_previous=m.previous_id if m.type == "alias" else None,
+    # Returning people, the bulk of steady traffic: every identifier cached, each message's
+    # pointing at one profile. A batch without identify/group/alias messages runs no other
+    # statement before the event insert, so the insert itself checks the cache's mappings
+    # against the change log: no look-up round trip (see identity/cache.py).
+    unsynced = None
+    if not side_effects and not any(m.type == "alias" for m in fresh):
+        unsynced = identity_cache.settle(workspace_id, fresh)
+    if unsynced is not None:
+        profile_of = unsynced.profile_of
+    else:
+        requests = [
+            identity_service.LinkRequest(
+                index=m.index, message_id=m.message_id, rule=m.type, keys=list(m.keys),
+                alias_previous=m.previous_id if m.type == "alias" else None,
+            )
+            for m in fresh
+        ]
+        resolution = await identity_service.resolve(
+            conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive,
+            trait_strategies=trait_strategies,
         )
-        for m in fresh
-    ]
-    # A batch without identify/group messages runs no statement between the look-up and the
-    # event insert, so the insert itself can check the identity cache's mappings (one round
-    # trip fewer for returning people; see identity/cache.py).
-    resolution = await identity_service.resolve(
-        conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive,
-        trait_strategies=trait_strategies, defer_sync=not side_effects,
-    )
-    profile_of = resolution.profile_of
-    result.profiles_created = len(resolution.new_profiles)
-    result.merges = resolution.merges
-    result.conflicts = resolution.conflicts
+        profile_of = resolution.profile_of
+        result.profiles_created = len(resolution.new_profiles)
+        result.merges = resolution.merges
+        result.conflicts = resolution.conflicts
 
-    trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
-    accounts: dict[str, dict[str, Any]] = defaultdict(dict)
-    members: set[tuple[str, uuid.UUID]] = set()
-    for m in fresh:
-        pid = profile_of[m.index]
-        if m.type == "identify" and (m.traits or m.traits_set_once or m.traits_unset):
-            upd = trait_updates.setdefault(pid, {"set": {}, "once": {}, "unset": set()})
-            for key in m.traits_unset:
-                upd["set"].pop(key, None)
-                upd["once"].pop(key, None)
-                upd["unset"].add(key)
-            upd["set"].update(m.traits)
-            upd["unset"].difference_update(m.traits)
-            for key, value in m.traits_set_once.items():
-                if key not in upd["set"] and key not in upd["once"]:
-                    upd["once"][key] = value
-        elif m.type == "group" and m.group_id:
-            accounts[m.group_id].update(m.traits)
-            members.add((m.group_id, pid))
-    await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
-    await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
-    unsynced = resolution.unsynced
+    if side_effects:  # identify and group messages update profiles and accounts
+        trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
+        accounts: dict[str, dict[str, Any]] = defaultdict(dict)
+        members: set[tuple[str, uuid.UUID]] = set()
+        for m in fresh:
+            pid = profile_of[m.index]
+            if m.type == "identify" and (m.traits or m.traits_set_once or m.traits_unset):
+                upd = trait_updates.setdefault(pid, {"set": {}, "once": {}, "unset": set()})
+                for key in m.traits_unset:
+                    upd["set"].pop(key, None)
+                    upd["once"].pop(key, None)
+                    upd["unset"].add(key)
+                upd["set"].update(m.traits)
+                upd["unset"].difference_update(m.traits)
+                for key, value in m.traits_set_once.items():
+                    if key not in upd["set"] and key not in upd["once"]:
+                        upd["once"][key] = value
+            elif m.type == "group" and m.group_id:
+                accounts[m.group_id].update(m.traits)
+                members.add((m.group_id, pid))
+        await profile_service.apply_trait_updates(conn, workspace_id=workspace_id, updates=trait_updates)
+        await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
     inserted = await repository.insert_events(
         conn, workspace_id, received_at, fresh, profile_of, delay_seconds=delay_seconds,
         changes_since=unsynced.since if unsynced is not None else repository.NO_CHANGES,

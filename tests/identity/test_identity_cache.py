@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import sqlalchemy as sa
@@ -143,9 +144,12 @@ async def test_a_batch_of_cached_people_checks_the_log_in_its_insert(
     bystander = await track(client, workspace, userId="bystander")
     await track(client, workspace, userId="bystander")
     ws_id = uuid.UUID(workspace.workspace_id)
-    unsynced = identity_cache.cached(ws_id, [("user_id", "me")])
-    assert unsynced is not None and unsynced.known == {("user_id", "me"): uuid.UUID(mine)}
-    assert identity_cache.cached(ws_id, [("user_id", "me"), ("user_id", "nobody")]) is None
+    me = SimpleNamespace(index=0, pairs=(("user_id", "me"),))
+    unsynced = identity_cache.settle(ws_id, [me])
+    assert unsynced is not None and unsynced.profile_of == {0: uuid.UUID(mine)}
+    assert identity_cache.settle(ws_id, [me, SimpleNamespace(index=1, pairs=(("user_id", "nobody"),))]) is None
+    assert identity_cache.settle(ws_id, [SimpleNamespace(index=0, pairs=(("user_id", "me"), ("user_id", "bystander")))]) \
+        is None, "two people in one message: union-find decides"
 
     target = await track(client, workspace, userId="target")
     await session.execute(
