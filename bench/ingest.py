@@ -10,6 +10,11 @@ event insert ingest runs (`INSERT ... SELECT FROM jsonb_to_recordset(...) ON CON
 NOTHING`), the floor of what ingest must do. Both write into fresh workspaces, so neither sees
 the other's rows as duplicates. The phases alternate for --rounds rounds; the median ratio is
 reported.
+
+People: --users returning people each send one message in an untimed warm-up (so the server
+knows them, as it knows a site's regular visitors); then each timed message comes from one of
+them, or, for a --new-share of the messages, from someone never seen before, who costs a new
+profile and two identifiers on top of the event. --new-share 0 and 1 are the two extremes.
 """
 
 from __future__ import annotations
@@ -44,14 +49,28 @@ EVENTS = ["Product Viewed", "Product Added", "Checkout Started", "Order Complete
 CATEGORIES = ["Books", "Music", "Garden", "Kitchen", "Toys", "Outdoor"]
 
 
-def make_message(rng: random.Random, users: int, now: datetime) -> dict:
-    u = rng.randrange(users)
+class People:
+    """Who sends each message: one of `returning` people (all known to the server after the
+    warm-up), or, with probability `new_share`, someone never seen before (each only once)."""
+
+    def __init__(self, rng: random.Random, returning: int, new_share: float) -> None:
+        self.rng, self.returning, self.new_share = rng, returning, new_share
+        self.new = 0
+
+    def draw(self) -> str:
+        if self.returning == 0 or self.rng.random() < self.new_share:
+            self.new += 1
+            return f"new-{self.new}"
+        return str(self.rng.randrange(self.returning))
+
+
+def make_message(rng: random.Random, person: str, now: datetime) -> dict:
     event = rng.choice(EVENTS)
     return {
         "type": "track",
         "messageId": uuid.uuid4().hex,
-        "userId": f"user-{u}",
-        "anonymousId": f"anon-{u}",
+        "userId": f"user-{person}",
+        "anonymousId": f"anon-{person}",
         "event": event,
         "timestamp": (now - timedelta(seconds=rng.randrange(86_400))).isoformat().replace("+00:00", "Z"),
         "properties": {
@@ -182,8 +201,11 @@ async def main() -> None:
     parser.add_argument("--batch-sizes", default="100,500")
     parser.add_argument("--messages", type=int, default=60_000, help="Messages per run.")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--users", type=int, default=20_000, help="Distinct users the messages come from.")
-    parser.add_argument("--warmup", type=int, default=5_000, help="Messages sent first, not timed (creates profiles).")
+    parser.add_argument("--users", type=int, default=20_000,
+                        help="Returning people: each sends one message in the untimed warm-up, then they send the "
+                             "timed messages (except the --new-share).")
+    parser.add_argument("--new-share", type=float, default=0.1,
+                        help="Share of timed messages from people never seen before (1.0: all of them).")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="uvicorn worker processes of the server it starts (default: one per core).")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP/raw phase pairs per batch size; the median is reported.")
@@ -232,8 +254,9 @@ async def main() -> None:
             for size in [int(s) for s in args.batch_sizes.split(",")]:
                 ws_http = await create_workspace(http, args.admin_token, f"bench-http-{size}")
                 ws_raw = await create_workspace(http, args.admin_token, f"bench-raw-{size}")
-                warm = [orjson.dumps({"batch": [make_message(rng, args.users, now) for _ in range(size)]})
-                        for _ in range(max(1, args.warmup // size))]
+                people = People(rng, args.users, args.new_share)
+                everyone = [make_message(rng, str(i), now) for i in range(args.users)]
+                warm = [orjson.dumps({"batch": everyone[i:i + size]}) for i in range(0, len(everyone), size)]
                 await http_phase(url, ws_http["write_key"], warm, args.concurrency)
                 rounds = []
                 for n in range(args.rounds):
@@ -241,10 +264,10 @@ async def main() -> None:
                     # (shared hosts), and the event table and its indexes grow with every
                     # phase, so a ratio is only fair between phases run close together, in
                     # both orders.
-                    batches = [[make_message(rng, args.users, now) for _ in range(size)]
+                    batches = [[make_message(rng, people.draw(), now) for _ in range(size)]
                                for _ in range(args.messages // size)]
                     bodies = [orjson.dumps({"batch": b}) for b in batches]
-                    raw_batches = [[make_message(rng, args.users, now) for _ in range(size)]
+                    raw_batches = [[make_message(rng, people.draw(), now) for _ in range(size)]
                                    for _ in range(args.messages // size)]
                     raw_ws = uuid.UUID(ws_raw["workspace"]["id"])
                     if n % 2:
@@ -263,7 +286,7 @@ async def main() -> None:
                               f"   ratio {r['ratio']:.2f}   ({accepted:,} msgs, {args.concurrency} clients, "
                               f"{throttled} x 429)", flush=True)
                 median = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]  # the lower one when even
-                results.append({"batch_size": size, "concurrency": args.concurrency, "users": args.users,
+                results.append({"batch_size": size, "concurrency": args.concurrency, "users": args.users, "new_share": args.new_share,
                                 "workers": args.workers, "median": median, "rounds": rounds})
                 if not args.json:
                     print(f"batch={size:4d}  median of {len(rounds)}: ratio {median['ratio']:.2f} "

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     )
     ingest_db_concurrency: int = Field(
         default=4, ge=1,
-        description="Ingest transactions running at once per process; further admitted requests wait their turn.",
+        description="Ingest transactions running at once per process (also the size of ingest's own connection "
+        "pool); further admitted requests wait their turn.",
     )
     ingest_rate_limit_per_second: float = Field(
         default=0, ge=0, description="Messages/s per workspace and process; 0 disables it."

@@ -363,7 +363,10 @@ async def resolve(
 
     profile_of = {req.index: component_profile[uf.find(primary_of[req.index])] for req in requests}
     profile_of.update(newcomer_profile)
-    profile_of.update(settled)
+    # A message settled before union-find may belong to a profile another message of the batch
+    # just merged away: its event goes to the survivor, like the absorbed profile's others.
+    survivor_of = {victim: survivor for survivor, absorbed, _ in merges for victim in absorbed}
+    profile_of.update({index: survivor_of.get(pid, pid) for index, pid in settled.items()})
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
                       conflicts=len(conflicts))
 

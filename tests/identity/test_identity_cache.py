@@ -174,3 +174,22 @@ async def test_a_batch_of_cached_people_checks_the_log_in_its_insert(
     assert ("user_id", "bystander") not in entry.profile_of, "the changed profile was forgotten"
     assert ("user_id", "me") in entry.profile_of
     assert await track(client, workspace, userId="bystander") == target
+
+
+async def test_a_merge_in_a_batch_takes_that_batchs_other_events_along(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    """Messages whose identifiers are known and settled before union-find still follow a merge
+    that a later message of the same batch makes: every event ends on the survivor."""
+    for message in ({"userId": "mix-u"}, {"anonymousId": "mix-a"}, {"userId": "mix-u"}, {"anonymousId": "mix-a"}):
+        await track(client, workspace, **message)  # two people, both cached
+    batch = [
+        {"type": "track", "event": "B", "userId": "mix-u", "messageId": "mix-1"},
+        {"type": "track", "event": "B", "anonymousId": "mix-a", "messageId": "mix-2"},
+        {"type": "identify", "userId": "mix-u", "anonymousId": "mix-a", "messageId": "mix-3"},  # one person
+    ]
+    resp = await client.post("/v1/batch", json={"batch": batch}, auth=workspace.write_auth)
+    assert resp.status_code == 200 and resp.json()["accepted"] == 3, resp.text
+    events = (await client.get("/v1/events", params={"limit": 100}, headers=workspace.admin_headers)).json()["data"]
+    assert len(events) == 7
+    assert {e["profile_id"] for e in events} == {await profile_of(client, workspace, "anonymous_id", "mix-a")}
