@@ -61,3 +61,17 @@ async def test_json_columns_read_as_python_objects(db: Database) -> None:
     async with db.write_transaction() as conn:
         assert await conn.fetchval("""SELECT '{"a": [1, 2]}'::jsonb""") == {"a": [1, 2]}
         assert await conn.fetchval("SELECT $1::text::jsonb", '{"b": null}') == {"b": None}
+
+
+async def test_jobs_can_be_queued_in_a_write_transaction(db: Database) -> None:
+    """Ingest queues its trait-refresh job on the pool's connection (a pool proxy, not an
+    asyncpg.Connection): the job exists once the transaction commits."""
+    from app.jobs import queue
+
+    key = f"write-transaction-{uuid.uuid4()}"
+    async with db.write_transaction() as conn:
+        assert await queue.pending_state(conn, dedupe_key=key) is None
+        assert await queue.enqueue(conn, task="jobs.prune", payload={}, dedupe_key=key) is not None
+    async with db.write_transaction() as conn:
+        assert await queue.pending_state(conn, dedupe_key=key) == "queued"
+        await conn.execute("DELETE FROM pgqueuer WHERE dedupe_key = $1", key)
