@@ -109,32 +109,40 @@ class Unsynced:
     """Profiles taken from the cache without a look-up: valid only if the statement that uses
     them, under the workspace's lock, finds no change after `since` touching them."""
 
-    profile_of: dict[int, uuid.UUID]  # message index -> profile
+    profile_of: dict[int, uuid.UUID]  # message index -> profile, for the messages settled
+    rest: list[Any]  # the messages that were not
     since: int
     workspace: _Workspace
 
 
 def settle(workspace_id: uuid.UUID, messages: Sequence[Any]) -> Unsynced | None:
-    """Each message's profile from the cache alone (`messages`: with `index` and `pairs`, their
-    (type, value) identifiers), when every identifier is cached and each message's point at
-    one profile: nothing to create, link or check. None otherwise. The caller must check the
-    log after `since` in its next statement (`apply_changes`)."""
+    """The profile of each message the cache alone can place (`messages`: with `index`, `type`
+    and `pairs`, their (type, value) identifiers): every identifier cached, all pointing at one
+    profile, so nothing to create, link or check. The others (and every alias) are `rest`.
+    None when the cache has no position or places no message. The caller must check the log
+    after `since` in a later statement under the same lock (`apply_changes`)."""
     ws = _workspaces.get(workspace_id)
     if ws is None or ws.seq is None or monotonic() - ws.synced_at > MAX_IDLE_SECONDS:
         return None
     cached_profile = ws.profile_of.get
     profile_of: dict[int, uuid.UUID] = {}
+    rest: list[Any] = []
     for m in messages:
         pid = None
-        for key in m.pairs:
-            found = cached_profile(key)
-            if found is None or (pid is not None and found != pid):
-                return None
-            pid = found
+        if m.type != "alias":
+            for key in m.pairs:
+                found = cached_profile(key)
+                if found is None or (pid is not None and found != pid):
+                    pid = None
+                    break
+                pid = found
         if pid is None:
-            return None
-        profile_of[m.index] = pid
-    return Unsynced(profile_of, ws.seq, ws)
+            rest.append(m)
+        else:
+            profile_of[m.index] = pid
+    if not profile_of:
+        return None
+    return Unsynced(profile_of, rest, ws.seq, ws)
 
 
 def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.UUID]) -> bool:

@@ -115,27 +115,28 @@ async def _ingest_once(
         return None
 
     # Returning people, the bulk of steady traffic: every identifier cached, each message's
-    # pointing at one profile. A batch without identify/group/alias messages runs no other
-    # statement before the event insert, so the insert itself checks the cache's mappings
-    # against the change log: no look-up round trip (see identity/cache.py).
-    unsynced = None
-    if not side_effects and not any(m.type == "alias" for m in fresh):
-        unsynced = identity_cache.settle(workspace_id, fresh)
-    if unsynced is not None:
-        profile_of = unsynced.profile_of
-    else:
+    # pointing at one profile. In a batch without identify/group messages (which run their own
+    # statements first), those messages are placed from the cache alone and the event insert
+    # checks the cache's mappings against the change log (see identity/cache.py); only the
+    # others go through resolve (a look-up, union-find, new profiles and identifiers).
+    unsynced = identity_cache.settle(workspace_id, fresh) if not side_effects else None
+    rest = unsynced.rest if unsynced is not None else fresh
+    profile_of = dict(unsynced.profile_of) if unsynced is not None else {}
+    if rest:
         requests = [
             identity_service.LinkRequest(
                 index=m.index, message_id=m.message_id, rule=m.type, keys=list(m.keys),
                 alias_previous=m.previous_id if m.type == "alias" else None,
             )
-            for m in fresh
+            for m in rest
         ]
         resolution = await identity_service.resolve(
             conn, workspace_id=workspace_id, requests=requests, settings=identity, exclusive=exclusive,
             trait_strategies=trait_strategies,
         )
-        profile_of = resolution.profile_of
+        # If a message of `rest` merged away a profile a settled message uses, the merge's own
+        # identity updates are in the change log the event insert reads: the batch reruns.
+        profile_of.update(resolution.profile_of)
         result.profiles_created = len(resolution.new_profiles)
         result.merges = resolution.merges
         result.conflicts = resolution.conflicts

@@ -144,12 +144,14 @@ async def test_a_batch_of_cached_people_checks_the_log_in_its_insert(
     bystander = await track(client, workspace, userId="bystander")
     await track(client, workspace, userId="bystander")
     ws_id = uuid.UUID(workspace.workspace_id)
-    me = SimpleNamespace(index=0, pairs=(("user_id", "me"),))
-    unsynced = identity_cache.settle(ws_id, [me])
+    me = SimpleNamespace(index=0, type="track", pairs=(("user_id", "me"),))
+    nobody = SimpleNamespace(index=1, type="track", pairs=(("user_id", "nobody"),))
+    both = SimpleNamespace(index=2, type="track", pairs=(("user_id", "me"), ("user_id", "bystander")))
+    alias = SimpleNamespace(index=3, type="alias", pairs=(("user_id", "me"),))
+    unsynced = identity_cache.settle(ws_id, [me, nobody, both, alias])
     assert unsynced is not None and unsynced.profile_of == {0: uuid.UUID(mine)}
-    assert identity_cache.settle(ws_id, [me, SimpleNamespace(index=1, pairs=(("user_id", "nobody"),))]) is None
-    assert identity_cache.settle(ws_id, [SimpleNamespace(index=0, pairs=(("user_id", "me"), ("user_id", "bystander")))]) \
-        is None, "two people in one message: union-find decides"
+    assert unsynced.rest == [nobody, both, alias], "unknown, two people, alias: resolve decides"
+    assert identity_cache.settle(ws_id, [nobody]) is None
 
     target = await track(client, workspace, userId="target")
     await session.execute(
@@ -193,3 +195,26 @@ async def test_a_merge_in_a_batch_takes_that_batchs_other_events_along(
     events = (await client.get("/v1/events", params={"limit": 100}, headers=workspace.admin_headers)).json()["data"]
     assert len(events) == 7
     assert {e["profile_id"] for e in events} == {await profile_of(client, workspace, "anonymous_id", "mix-a")}
+
+
+async def test_a_batch_mixing_cached_and_new_people(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    """Returning people are placed from the cache, the rest resolved: a newcomer gets a profile,
+    and a message linking two cached people merges them, taking the batch's other events of
+    the absorbed one along."""
+    for message in ({"userId": "mm-u"}, {"anonymousId": "mm-a"}, {"userId": "mm-u"}, {"anonymousId": "mm-a"}):
+        await track(client, workspace, **message)
+    batch = [
+        {"type": "track", "event": "B", "userId": "mm-u", "messageId": "mm-1"},
+        {"type": "track", "event": "B", "anonymousId": "mm-a", "messageId": "mm-2"},
+        {"type": "track", "event": "B", "userId": "mm-new", "messageId": "mm-3"},
+        {"type": "track", "event": "B", "userId": "mm-u", "anonymousId": "mm-a", "messageId": "mm-4"},
+    ]
+    resp = await client.post("/v1/batch", json={"batch": batch}, auth=workspace.write_auth)
+    assert resp.status_code == 200 and resp.json()["accepted"] == 4, resp.text
+    events = (await client.get("/v1/events", params={"limit": 100}, headers=workspace.admin_headers)).json()["data"]
+    owner = {e["message_id"]: e["profile_id"] for e in events}
+    person = await profile_of(client, workspace, "user_id", "mm-u")
+    assert person == await profile_of(client, workspace, "anonymous_id", "mm-a")
+    assert {owner[m] for m in ("mm-1", "mm-2", "mm-4")} == {person}
+    assert owner["mm-3"] == await profile_of(client, workspace, "user_id", "mm-new") != person
+    assert {p for m, p in owner.items() if m.startswith("cache-")} == {person}
