@@ -304,11 +304,6 @@ async def resolve(
     if merges and not exclusive:
         raise RetryBatch("merge needed", exclusive=True)
 
-    if new_profiles:
-        await conn.execute(
-            "INSERT INTO profile (workspace_id, id) SELECT $1, unnest($2::uuid[])", workspace_id, new_profiles
-        )
-
     for survivor, absorbed, root in merges:
         cause_req, cause_key = _find_cause(merge_causes, uf.state[root].profiles)
         for victim in absorbed:
@@ -318,8 +313,9 @@ async def resolve(
                 message_id=cause_req.message_id if cause_req else None, trait_strategies=trait_strategies,
             )
 
-    # 5. New identifiers (the newcomers' are in already), in key order so concurrent batches
-    # cannot deadlock on them.
+    # 5. New profiles and new identifiers, in one statement; identifiers in key order so
+    # concurrent batches cannot deadlock on them. (Nothing before needs the new profile rows:
+    # merges only involve existing profiles.)
     for req in requests:
         for t, v, raw in req.keys:
             if (t, v) in known or (t, v) in inserts:
@@ -327,10 +323,11 @@ async def resolve(
             root = uf.find(("k", t, v))
             if root in component_profile:
                 inserts[(t, v)] = (raw, component_profile[root], req.message_id)
-    if inserts:
+    if inserts or new_profiles:
         keys_sorted = sorted(inserts)
         returned = await conn.fetch(
             """
+            WITH profiles AS (INSERT INTO profile (workspace_id, id) SELECT $1, unnest($3::uuid[]))
             INSERT INTO identity (workspace_id, type, value, raw, profile_id, source_message_id)
             SELECT $1, k.type, k.value, k.raw, k.profile_id, k.message_id
             FROM jsonb_to_recordset($2::text::jsonb)
@@ -345,6 +342,7 @@ async def resolve(
                  "message_id": inserts[k][2]}
                 for k in keys_sorted
             ]).decode(),
+            new_profiles,
         )
         if len(returned) != len(keys_sorted):
             replaced = await _adopt_concurrent_profiles(

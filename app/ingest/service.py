@@ -1,10 +1,10 @@
 """Ingest: validated messages in, events + identities + profile traits out, in one transaction.
 
-Per batch, whatever its size: BEGIN with the workspace lock, one identifier look-up (through
-the identity cache), one event insert that also marks the touched profiles for the incremental
-trait refresh, and COMMIT: four round trips; only when needed, one duplicate check (identify/group), one profile insert, one
-identity insert, one trait update and one account upsert (all multi-row). See docs/INGEST.md.
-"""
+Per batch, whatever its size: BEGIN with the workspace lock, one event insert that also marks
+the touched profiles for the incremental trait refresh, and COMMIT. Only when needed: one
+identifier look-up (messages the identity cache cannot place), one duplicate check
+(identify/group), one insert of new profiles and identifiers, one trait update and one account
+upsert (all multi-row). See docs/INGEST.md."""
 
 from __future__ import annotations
 
