@@ -42,7 +42,7 @@ LOG_RETENTION = timedelta(hours=1)
 MAX_IDLE_SECONDS = 20 * 60.0
 MAX_KEYS_PER_WORKSPACE = 200_000
 MAX_WORKSPACES = 1_000
-_NO_CHANGES = 2**62  # a cache without a position asks for none of the log, only its head
+NO_CHANGES = 2**62  # a position past every change: a read of the log after it returns nothing
 
 # One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
 # the table statistics say; a join lets a stale plan scan the whole workspace).
@@ -180,7 +180,7 @@ async def lookup(conn: Any, workspace_id: uuid.UUID, keys: Sequence[tuple[str, s
         else:
             known[key] = pid
     rows = await conn.fetch(
-        SYNC_AND_LOOKUP, workspace_id, keys_json(unseen), _NO_CHANGES if ws.seq is None else ws.seq
+        SYNC_AND_LOOKUP, workspace_id, keys_json(unseen), NO_CHANGES if ws.seq is None else ws.seq
     )
     head = 0
     changed: set[uuid.UUID] = set()

@@ -63,7 +63,8 @@ SELECT count(*) FROM inserted
 # What ingest runs, in one round trip: the same insert; the batch's dirty mark for the
 # incremental computed-trait refresh (its profiles, $4 deduplicated; $5 the window in
 # seconds); and the identity changes after $6 (identity_cache.apply_changes: a batch that took
-# its profiles from the cache without a look-up checks them here; 2^62 when it did not).
+# its profiles from the cache without a look-up checks them here; identity_cache.NO_CHANGES
+# when it did not).
 INSERT_EVENTS_AND_MARK_DIRTY = f"""
 WITH inserted AS ({_INSERT}),
 touched AS (SELECT array_agg(DISTINCT p) AS ids FROM unnest($4::uuid[]) AS p),
@@ -73,7 +74,6 @@ SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $5 - 
        (SELECT max(seq) FROM changes) AS head, (SELECT array_agg(DISTINCT profile_id) FROM changes) AS changed
 FROM clock
 """
-NO_CHANGES = 2**62
 
 
 def event_rows(messages: Sequence[ParsedMessage]) -> str:
@@ -98,7 +98,7 @@ async def insert_events(
     profile_of: dict[int, uuid.UUID],
     *,
     delay_seconds: float,
-    changes_since: int = NO_CHANGES,
+    changes_since: int,
 ) -> Inserted:
     """Insert the messages, mark their profiles dirty, and read the identity changes after
     `changes_since`."""

@@ -165,7 +165,7 @@ async def _ingest_once(
         await repository.upsert_accounts(conn, workspace_id, dict(accounts), members)
     inserted = await repository.insert_events(
         conn, workspace_id, received_at, fresh, profile_of, delay_seconds=delay_seconds,
-        changes_since=unsynced.since if unsynced is not None else repository.NO_CHANGES,
+        changes_since=unsynced.since if unsynced is not None else identity_cache.NO_CHANGES,
     )
     if unsynced is not None and not identity_cache.apply_changes(unsynced, inserted.head, inserted.changed):
         raise identity_service.RetryBatch("a profile of the batch was merged, split or deleted meanwhile")

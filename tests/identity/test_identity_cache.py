@@ -141,7 +141,7 @@ async def test_a_batch_of_cached_people_checks_the_log_in_its_insert(
     trusted (the batch reruns with a look-up, see the tests above)."""
     mine = await track(client, workspace, userId="me")
     await track(client, workspace, userId="me")
-    bystander = await track(client, workspace, userId="bystander")
+    await track(client, workspace, userId="bystander")
     await track(client, workspace, userId="bystander")
     ws_id = uuid.UUID(workspace.workspace_id)
     me = SimpleNamespace(index=0, type="track", pairs=(("user_id", "me"),))
