@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.dedup.models import DedupCandidate, DedupRun
+from app.identity.models import IDENTIFIERS_OF_PROFILES
 
 # Distinguishes the dedup advisory lock from identity's (app.identity.service.LOCK_NAMESPACE).
 RUN_LOCK_NAMESPACE = 7_310_002
@@ -91,8 +92,7 @@ async def identifiers_of(
     if not ids:
         return out
     for r in await conn.fetch(
-        "SELECT profile_id, type, value FROM identity WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
-        workspace_id, ids,
+        IDENTIFIERS_OF_PROFILES, workspace_id, ids,
     ):
         out[r["profile_id"]].add((r["type"], r["value"]))
     return out

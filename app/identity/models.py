@@ -16,7 +16,8 @@ class Identity(SQLModel, table=True):
     __tablename__ = "identity"
     __table_args__ = (
         sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
-        sa.Index("ix_identity_workspace_id_profile_id", "workspace_id", "profile_id"),
+        # Not (workspace_id, profile_id): see BY_PROFILE and migration 0008.
+        sa.Index("ix_identity_profile_id", "profile_id"),
     )
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
@@ -28,6 +29,19 @@ class Identity(SQLModel, table=True):
     created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )
+
+
+# The identifiers of some profiles ($1 workspace, $2 profile ids). The workspace is checked
+# with IS NOT DISTINCT FROM, which no index can serve: a workspace the planner's statistics do
+# not know yet is estimated at one row, and with a usable workspace condition PostgreSQL may
+# then read the whole workspace through the primary key instead of ix_identity_profile_id
+# (migration 0008). `by_profile` is the same condition for SQLAlchemy queries.
+BY_PROFILE = "profile_id = ANY($2::uuid[]) AND workspace_id IS NOT DISTINCT FROM $1"
+IDENTIFIERS_OF_PROFILES = f"SELECT profile_id, type, value, raw FROM identity WHERE {BY_PROFILE}"
+
+
+def by_profile(workspace_id: uuid.UUID, profile_ids: list[uuid.UUID]) -> sa.ColumnElement[bool]:
+    return sa.and_(Identity.profile_id.in_(profile_ids), Identity.workspace_id.is_not_distinct_from(workspace_id))
 
 
 class ProfileMerge(SQLModel, table=True):

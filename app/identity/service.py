@@ -28,6 +28,7 @@ import orjson
 
 from app.core.ids import uuid7
 from app.identity import cache as identity_cache
+from app.identity.models import BY_PROFILE, IDENTIFIERS_OF_PROFILES
 from app.identity.normalize import IdentitySettings
 
 LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from others'
@@ -231,8 +232,7 @@ async def resolve(
     existing: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
     if touched_profiles:
         for r in await conn.fetch(
-            "SELECT profile_id, type, value FROM identity WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
-            workspace_id, list(touched_profiles),
+            IDENTIFIERS_OF_PROFILES, workspace_id, list(touched_profiles),
         ):
             existing[r["profile_id"]].append((r["type"], r["value"]))
 
@@ -506,9 +506,8 @@ async def merge_profiles(
         trait_strategies or {},
     )
     moved = await conn.fetch(
-        """UPDATE identity SET profile_id = $2 WHERE workspace_id = $1 AND profile_id = $3
-           RETURNING type, value, raw""",
-        workspace_id, survivor_id, absorbed_id,
+        f"UPDATE identity SET profile_id = $3 WHERE {BY_PROFILE} RETURNING type, value, raw",
+        workspace_id, [absorbed_id], survivor_id,
     )
     await conn.execute(
         """INSERT INTO profile_merge_event (workspace_id, merge_id, message_id)
@@ -631,8 +630,7 @@ async def manual_merge(
     survivor = survivor_id or min(ids, key=lambda i: (found[i]["created_at"], i))  # the oldest survives
     absorbed = [i for i in ids if i != survivor]
     identities = await conn.fetch(
-        "SELECT profile_id, type, value, raw FROM identity WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
-        workspace_id, ids,
+        IDENTIFIERS_OF_PROFILES, workspace_id, ids,
     )
     settings = identity_settings_from(workspace_settings)
     by_type: dict[str, set[str]] = defaultdict(set)

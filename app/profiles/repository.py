@@ -8,7 +8,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.identity.models import Identity, ProfileMerge
+from app.identity.models import Identity, ProfileMerge, by_profile
 from app.ingest.models import Event
 from app.profiles.models import Profile
 
@@ -23,7 +23,7 @@ async def profile_details(session: AsyncSession, workspace_id: uuid.UUID, profil
         sa.select(sa.func.coalesce(sa.func.jsonb_agg(
             sa.func.jsonb_build_object("type", Identity.type, "value", Identity.value, "raw", Identity.raw)
         ), sa.text("'[]'::jsonb")))
-        .where(Identity.workspace_id == workspace_id, Identity.profile_id == profile_id)
+        .where(by_profile(workspace_id, [profile_id]))
         .scalar_subquery()
     )
     first_seen = (

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import raw_connection
 from app.core.errors import BadRequest, NotFound, ValidationFailed
 from app.core.pagination import decode_cursor, encode_cursor
-from app.identity.models import Identity
+from app.identity.models import Identity, by_profile
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 from app.profiles import repository
 from app.profiles.models import Profile
@@ -172,7 +172,7 @@ async def list_profiles(
     if ids:
         result = await session.execute(
             sa.select(Identity.profile_id, Identity.type, Identity.value, Identity.raw)
-            .where(Identity.workspace_id == workspace_id, Identity.profile_id.in_(ids))
+            .where(by_profile(workspace_id, ids))
             .order_by(Identity.type, Identity.value)
         )
         for r in result:

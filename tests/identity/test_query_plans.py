@@ -1,0 +1,59 @@
+"""Identifier queries stay on their index for a workspace the planner's statistics do not know.
+
+A workspace created or grown since the last ANALYZE is estimated at one row, so every index
+leading with workspace_id looks equally cheap. PostgreSQL then picked the wrong one and read
+the workspace's every identifier per key (migration 0008). These plans are what a new
+workspace gets on its first batches (custom plans, with its id as the value)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.identity import cache as identity_cache
+from app.identity.models import IDENTIFIERS_OF_PROFILES
+from app.ingest.repository import existing_message_ids
+
+
+def scans(plan: Any, relation: str) -> list[tuple[str, str | None]]:
+    """(node type, index) of every node of `plan` that reads `relation`."""
+    found = []
+    if plan.get("Relation Name") == relation:
+        found.append((plan["Node Type"], plan.get("Index Name")))
+    for child in plan.get("Plans", []):
+        found += scans(child, relation)
+    return found
+
+
+async def explain(raw: Any, sql: str, *args: Any) -> Any:
+    plan = await raw.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+
+
+async def test_a_new_workspace_looks_up_identifiers_through_the_primary_key(connection: AsyncConnection) -> None:
+    raw = (await connection.get_raw_connection()).driver_connection
+    await connection.exec_driver_sql("SELECT 1")  # begin the test's transaction
+    known, new = uuid.uuid4(), uuid.uuid4()
+    await raw.executemany("INSERT INTO workspace (id, name) VALUES ($1, 'plans')", [(known,), (new,)])
+    fill = """INSERT INTO identity (workspace_id, type, value, raw, profile_id)
+              SELECT $1, t, t || '-' || g, t || '-' || g, gen_random_uuid()
+              FROM generate_series(1, $2) AS g, unnest(ARRAY['user_id', 'anonymous_id']) AS t"""
+    await raw.execute(fill, known, 10_000)
+    await raw.execute("ANALYZE identity")  # the statistics know `known` only
+    await raw.execute(fill, new, 5_000)
+    profile = await raw.fetchval("SELECT profile_id FROM identity WHERE workspace_id = $1 LIMIT 1", new)
+
+    keys = identity_cache.keys_json([("user_id", f"user_id-{i}") for i in range(1, 50)])
+    lookup = scans(await explain(raw, identity_cache.SYNC_AND_LOOKUP, new, keys, 0), "identity")
+    assert lookup and all(index == "pk_identity" for _, index in lookup), lookup
+    by_profile = scans(await explain(raw, IDENTIFIERS_OF_PROFILES, new, [profile]), "identity")
+    assert by_profile and all(index == "ix_identity_profile_id" for _, index in by_profile), by_profile
+
+    # And the answers are right (the look-up finds the new workspace's own identifiers only).
+    found = await identity_cache.lookup(raw, new, [("user_id", "user_id-7"), ("user_id", "nobody")])
+    assert list(found) == [("user_id", "user_id-7")]
+    assert {r["profile_id"] for r in await raw.fetch(IDENTIFIERS_OF_PROFILES, new, [profile])} == {profile}
+    assert await existing_message_ids(raw, new, ["m-1"]) == set()
