@@ -57,3 +57,16 @@ async def test_a_new_workspace_looks_up_identifiers_through_the_primary_key(conn
     assert list(found) == [("user_id", "user_id-7")]
     assert {r["profile_id"] for r in await raw.fetch(IDENTIFIERS_OF_PROFILES, new, [profile])} == {profile}
     assert await existing_message_ids(raw, new, ["m-1"]) == set()
+
+
+async def test_workspace_tables_are_analyzed_after_a_fixed_number_of_rows(connection: AsyncConnection) -> None:
+    """Migration 0009: a new workspace is known to the planner after a bounded number of rows,
+    not after 10% of the table has changed."""
+    rows = (await connection.exec_driver_sql(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('event', 'profile', 'identity', 'computed_trait_value')"
+    )).all()
+    options = {name: set(opts or []) for name, opts in rows}
+    assert len(options) == 4
+    for name, opts in options.items():
+        assert "autovacuum_analyze_scale_factor=0" in opts, (name, opts)
+        assert any(o.startswith("autovacuum_analyze_threshold=") for o in opts), (name, opts)
