@@ -19,8 +19,8 @@ Why it cannot go stale:
   then reads the changes after the cache's position instead (`settle` / `apply_changes`), in
   a statement that also runs under the shared lock. If a change touches a profile the batch
   used, the batch is rolled back and retried with a fresh look-up.
-- Only mappings read from the database are cached, never those a transaction is creating
-  (it could roll back). An unseen identifier is always asked for.
+- Mappings a transaction creates are cached only after it has committed (`learn`), at the
+  log position it read under the lock. An unseen identifier is always asked for.
 - The log is pruned daily of entries older than `LOG_RETENTION`; a workspace cache that has
   not synced for `MAX_IDLE_SECONDS` (well under that) is discarded rather than trusted.
 """
@@ -161,9 +161,12 @@ def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.U
     return not any(pid in used for pid in changed)
 
 
-async def lookup(conn: Any, workspace_id: uuid.UUID, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
-    """The profile of each known identifier among `keys`. Call it inside the transaction that
-    holds the workspace's identity lock (shared or exclusive)."""
+async def lookup(
+    conn: Any, workspace_id: uuid.UUID, keys: Sequence[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], uuid.UUID], int]:
+    """The profile of each known identifier among `keys`, and the log's head (the last change
+    the transaction can see). Call it inside the transaction that holds the workspace's
+    identity lock (shared or exclusive)."""
     now = monotonic()
     ws = _workspaces.get(workspace_id)
     if ws is None or now - ws.synced_at > MAX_IDLE_SECONDS:
@@ -211,7 +214,21 @@ async def lookup(conn: Any, workspace_id: uuid.UUID, keys: Sequence[tuple[str, s
         key = (r["type"], r["value"])
         known[key] = r["profile_id"]
         ws.add(key, r["profile_id"])
-    return known
+    return known, head
+
+
+def learn(workspace_id: uuid.UUID, created: dict[tuple[str, str], uuid.UUID], position: int) -> None:
+    """Cache the identifiers a transaction created, once it has committed. `position`: the log's
+    head that transaction read while it held the workspace's lock (no change can commit while
+    the lock is held, so the mappings were exact at `position`). The cache's position goes back
+    to it if it was further: the next read of the log then applies every change after it, also
+    those that a concurrent call already applied before these mappings were added."""
+    ws = _workspaces.get(workspace_id)
+    if not created or ws is None or ws.seq is None:
+        return
+    for key, pid in created.items():
+        ws.add(key, pid)
+    ws.seq = min(ws.seq, position)
 
 
 async def prune_log(session: AsyncSession) -> int:

@@ -128,6 +128,10 @@ class Resolution:
     new_profiles: list[uuid.UUID]
     merges: int
     conflicts: int
+    # Identifiers this transaction created, and the identity log's head it read under the
+    # workspace lock: for identity_cache.learn once the transaction has committed.
+    created: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
+    position: int = 0
 
 
 class _UnionFind:
@@ -180,7 +184,7 @@ async def resolve(
             lookup.add(("user_id", req.alias_previous))
             lookup.add(("anonymous_id", req.alias_previous))
     # Through the process's identity cache: only identifiers it has not seen cost a probe.
-    known = await identity_cache.lookup(conn, workspace_id, list(lookup))
+    known, position = await identity_cache.lookup(conn, workspace_id, list(lookup))
 
     for req in requests:
         if req.alias_previous is not None:
@@ -200,7 +204,7 @@ async def resolve(
         else:
             pending.append(req)
     if not pending:
-        return Resolution(profile_of=settled, new_profiles=[], merges=0, conflicts=0)
+        return Resolution(profile_of=settled, new_profiles=[], merges=0, conflicts=0, position=position)
 
     # Second fast path: people seen for the first time. Messages with the same identifiers,
     # none of them known, none shared with any other message of the batch, and within the
@@ -323,6 +327,7 @@ async def resolve(
             root = uf.find(("k", t, v))
             if root in component_profile:
                 inserts[(t, v)] = (raw, component_profile[root], req.message_id)
+    created: dict[tuple[str, str], uuid.UUID] = {}
     if inserts or new_profiles:
         keys_sorted = sorted(inserts)
         returned = await conn.fetch(
@@ -355,6 +360,9 @@ async def resolve(
                 if pid in replaced:
                     newcomer_profile[index] = replaced[pid]
             new_profiles = [p for p in new_profiles if p not in replaced]
+        # Only what no merge moved: a merge's own changes are in the log after `position`.
+        if not merges:
+            created = {(r["type"], r["value"]): inserts[(r["type"], r["value"])][1] for r in returned}
 
     if conflicts:
         await _record_conflicts(conn, workspace_id, conflicts, uf, component_profile, primary_of)
@@ -366,7 +374,7 @@ async def resolve(
     survivor_of = {victim: survivor for survivor, absorbed, _ in merges for victim in absorbed}
     profile_of.update({index: survivor_of.get(pid, pid) for index, pid in settled.items()})
     return Resolution(profile_of=profile_of, new_profiles=new_profiles, merges=sum(len(a) for _, a, _ in merges),
-                      conflicts=len(conflicts))
+                      conflicts=len(conflicts), created=created, position=position)
 
 
 def _newcomers(

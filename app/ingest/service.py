@@ -40,6 +40,10 @@ class IngestResult:
     profiles_created: int = 0
     merges: int = 0
     conflicts: int = 0
+    # The identifiers the batch created, for the identity cache once committed (see
+    # identity_cache.learn), and the identity log position they were read at.
+    created: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict, repr=False)
+    position: int = 0
 
 
 async def ingest(
@@ -70,6 +74,8 @@ async def ingest(
                     await trait_service.ensure_incremental_job(
                         conn, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait, delay=delay
                     )
+            # Committed: the next batches from these people are placed from the cache.
+            identity_cache.learn(workspace_id, result.created, result.position)
             return result
         except identity_service.RetryBatch as exc:
             exclusive = exclusive or exc.exclusive
@@ -79,6 +85,7 @@ async def ingest(
             log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
         # The transaction was rolled back as the exception left it.
         result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
+        result.created = {}
         await asyncio.sleep(0.002 * attempt)
     raise ServiceUnavailable(
         "The batch kept colliding with concurrent writes to the same people; retry it.", headers={"Retry-After": "1"}
@@ -140,6 +147,7 @@ async def _ingest_once(
         result.profiles_created = len(resolution.new_profiles)
         result.merges = resolution.merges
         result.conflicts = resolution.conflicts
+        result.created, result.position = resolution.created, resolution.position
 
     if side_effects:  # identify and group messages update profiles and accounts
         trait_updates: dict[uuid.UUID, dict[str, Any]] = {}

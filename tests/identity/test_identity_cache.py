@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import raw_connection
 from app.identity import cache as identity_cache
 from app.identity.service import lock_workspace
+from app.ingest import repository as ingest_repository
 from tests.conftest import WorkspaceKeys
 
 counter = iter(range(1_000_000))
@@ -42,10 +43,56 @@ def cached(ws: WorkspaceKeys) -> dict:
 
 async def test_returning_identifiers_are_served_from_the_cache(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
     first = await track(client, workspace, userId="u1", anonymousId="a1")
-    assert cached(workspace) == {}, "identifiers created by a batch are cached only once read back"
+    assert cached(workspace) == {("user_id", "u1"): first, ("anonymous_id", "a1"): first}, (
+        "identifiers a batch created are cached once it has committed"
+    )
     assert await track(client, workspace, userId="u1", anonymousId="a1") == first
-    assert cached(workspace) == {("user_id", "u1"): first, ("anonymous_id", "a1"): first}
     assert await track(client, workspace, userId="u1") == first
+
+
+async def test_a_batch_that_rolls_back_teaches_the_cache_nothing(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, monkeypatch
+) -> None:
+    await track(client, workspace, userId="known")  # the workspace's cache has a position
+
+    async def fail(*args, **kwargs):
+        raise RuntimeError("the event insert failed")
+
+    monkeypatch.setattr(ingest_repository, "insert_events", fail)
+    resp = await client.post(
+        "/v1/batch", json={"batch": [{"type": "track", "event": "Seen", "messageId": "rb-1", "userId": "ghost"}]},
+        auth=workspace.write_auth,
+    )
+    assert resp.status_code == 500
+    assert ("user_id", "ghost") not in cached(workspace)
+
+
+async def test_identifiers_learned_after_a_change_the_cache_already_read_are_checked_again(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session: AsyncSession
+) -> None:
+    """A batch creates a person; before it adds them to the cache, a concurrent call in this
+    process reads a change that moved them. Learning sets the position back, so the change is
+    read again and the stale mapping dropped."""
+    created = await track(client, workspace, userId="fresh")
+    ws_id = uuid.UUID(workspace.workspace_id)
+    entry = identity_cache._workspaces[ws_id]
+    position = entry.seq  # what that batch read under the lock
+    other = await track(client, workspace, userId="other")
+    await session.execute(
+        sa.text("UPDATE identity SET profile_id = :p WHERE workspace_id = :w AND value = 'fresh'"),
+        {"p": uuid.UUID(other), "w": ws_id},
+    )
+    await session.commit()
+    # The race: the change has been read (position past it, "fresh" forgotten) ...
+    entry.forget(uuid.UUID(created))
+    entry.seq = (await session.execute(
+        sa.text("SELECT max(seq) FROM identity_change WHERE workspace_id = :w"), {"w": ws_id}
+    )).scalar_one()
+    # ... and only then does the batch that created "fresh" add what it created.
+    identity_cache.learn(ws_id, {("user_id", "fresh"): uuid.UUID(created)}, position)
+    assert entry.seq == position
+    assert await track(client, workspace, userId="fresh") == other
+    assert cached(workspace)[("user_id", "fresh")] == other
 
 
 async def test_manual_merge_and_split_reach_the_cache(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
@@ -128,7 +175,7 @@ async def test_a_concurrent_call_that_read_before_a_change_does_not_keep_it(
     entry.forget(uuid.UUID(first))
     entry.add(("user_id", "c1"), uuid.UUID(first))  # ...and a slower one put the old mapping back
     entry.seq = before
-    known = await identity_cache.lookup(conn, ws_id, [("user_id", "c1")])
+    known, _ = await identity_cache.lookup(conn, ws_id, [("user_id", "c1")])
     assert known == {("user_id", "c1"): uuid.UUID(other)}
     assert entry.profile_of[("user_id", "c1")] == uuid.UUID(other)
 

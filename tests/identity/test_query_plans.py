@@ -53,7 +53,7 @@ async def test_a_new_workspace_looks_up_identifiers_through_the_primary_key(conn
     assert by_profile and all(index == "ix_identity_profile_id" for _, index in by_profile), by_profile
 
     # And the answers are right (the look-up finds the new workspace's own identifiers only).
-    found = await identity_cache.lookup(raw, new, [("user_id", "user_id-7"), ("user_id", "nobody")])
+    found, _ = await identity_cache.lookup(raw, new, [("user_id", "user_id-7"), ("user_id", "nobody")])
     assert list(found) == [("user_id", "user_id-7")]
     assert {r["profile_id"] for r in await raw.fetch(IDENTIFIERS_OF_PROFILES, new, [profile])} == {profile}
     assert await existing_message_ids(raw, new, ["m-1"]) == set()
