@@ -25,11 +25,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# CONCURRENTLY: an installation with millions of identifiers keeps ingesting while the index
+# builds (a plain CREATE INDEX blocks every write to the table until it is done). That cannot
+# run inside a transaction, hence the autocommit block. A failed concurrent build leaves an
+# invalid index behind: the new index is dropped first, so a rerun starts clean.
+
+
+def _replace(drop: str, create: str, columns: list[str]) -> None:
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {create}")
+        op.create_index(create, 'identity', columns, unique=False, postgresql_concurrently=True)
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {drop}")
+
+
 def upgrade() -> None:
-    op.create_index('ix_identity_profile_id', 'identity', ['profile_id'], unique=False)
-    op.drop_index('ix_identity_workspace_id_profile_id', table_name='identity')
+    _replace('ix_identity_workspace_id_profile_id', 'ix_identity_profile_id', ['profile_id'])
 
 
 def downgrade() -> None:
-    op.create_index('ix_identity_workspace_id_profile_id', 'identity', ['workspace_id', 'profile_id'], unique=False)
-    op.drop_index('ix_identity_profile_id', table_name='identity')
+    _replace('ix_identity_profile_id', 'ix_identity_workspace_id_profile_id', ['workspace_id', 'profile_id'])
