@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ingest.models import Event
+from app.ingest.models import Event, of_profile
 
 
-async def list_events(
-    session: AsyncSession,
+async def list_events(session: AsyncSession, **filters: Any) -> list[Event]:
+    """Newest first, keyset on (timestamp, message_id); `filters` as events_query takes them."""
+    return list((await session.execute(events_query(**filters))).scalars())
+
+
+def events_query(
     *,
     workspace_id: uuid.UUID,
     profile_id: uuid.UUID | None,
@@ -20,11 +25,11 @@ async def list_events(
     until: datetime | None,
     after: tuple[datetime, str] | None,
     limit: int,
-) -> list[Event]:
-    """Newest first, keyset on (timestamp, message_id)."""
-    stmt = sa.select(Event).where(Event.workspace_id == workspace_id)
+) -> sa.Select[tuple[Event]]:
     if profile_id is not None:
-        stmt = stmt.where(Event.profile_id == profile_id)
+        stmt = sa.select(Event).where(of_profile(workspace_id, profile_id))
+    else:
+        stmt = sa.select(Event).where(Event.workspace_id == workspace_id)
     if type_ is not None:
         stmt = stmt.where(Event.type == type_)
     if event is not None:
@@ -35,5 +40,4 @@ async def list_events(
         stmt = stmt.where(Event.timestamp < until)
     if after is not None:
         stmt = stmt.where(sa.tuple_(Event.timestamp, Event.message_id) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
-    stmt = stmt.order_by(Event.timestamp.desc(), Event.message_id.desc()).limit(limit)
-    return list((await session.execute(stmt)).scalars())
+    return stmt.order_by(Event.timestamp.desc(), Event.message_id.desc()).limit(limit)

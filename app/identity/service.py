@@ -519,11 +519,12 @@ async def merge_profiles(
     )
     await conn.execute(
         """INSERT INTO profile_merge_event (workspace_id, merge_id, message_id)
-           SELECT $1, $2, message_id FROM event WHERE workspace_id = $1 AND profile_id = $3""",
+           SELECT $1, $2, message_id FROM event WHERE profile_id = $3 AND workspace_id IS NOT DISTINCT FROM $1""",
         workspace_id, merge_id, absorbed_id,
     )
     await conn.execute(
-        "UPDATE event SET profile_id = $2 WHERE workspace_id = $1 AND profile_id = $3",
+        # (IS NOT DISTINCT FROM: the profile index, see app.ingest.models.of_profile)
+        "UPDATE event SET profile_id = $2 WHERE profile_id = $3 AND workspace_id IS NOT DISTINCT FROM $1",
         workspace_id, survivor_id, absorbed_id,
     )
     await conn.execute(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity.models import Identity, ProfileMerge, by_profile
-from app.ingest.models import Event
+from app.ingest.models import Event, of_profile
 from app.profiles.models import Profile
 
 
@@ -27,12 +27,10 @@ async def profile_details(session: AsyncSession, workspace_id: uuid.UUID, profil
         .scalar_subquery()
     )
     first_seen = (
-        sa.select(sa.func.min(Event.timestamp))
-        .where(Event.workspace_id == workspace_id, Event.profile_id == profile_id).scalar_subquery()
+        sa.select(sa.func.min(Event.timestamp)).where(of_profile(workspace_id, profile_id)).scalar_subquery()
     )
     last_seen = (
-        sa.select(sa.func.max(Event.timestamp))
-        .where(Event.workspace_id == workspace_id, Event.profile_id == profile_id).scalar_subquery()
+        sa.select(sa.func.max(Event.timestamp)).where(of_profile(workspace_id, profile_id)).scalar_subquery()
     )
     merged_from = (
         sa.select(sa.func.coalesce(sa.func.array_agg(ProfileMerge.absorbed_id), sa.text("'{}'::uuid[]")))
