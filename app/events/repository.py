@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ingest.models import Event, of_profile
 
 
-async def list_events(session: AsyncSession, **filters: Any) -> list[Event]:
-    """Newest first, keyset on (timestamp, message_id); `filters` as events_query takes them."""
-    return list((await session.execute(events_query(**filters))).scalars())
+async def list_events(session: AsyncSession, query: sa.Select[tuple[Event]]) -> list[Event]:
+    return list((await session.execute(query)).scalars())
 
 
 def events_query(
@@ -26,6 +24,7 @@ def events_query(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> sa.Select[tuple[Event]]:
+    """Newest first, keyset on (timestamp, message_id)."""
     if profile_id is not None:
         stmt = sa.select(Event).where(of_profile(workspace_id, profile_id))
     else:

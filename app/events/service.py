@@ -32,10 +32,10 @@ async def list_events(
             after = (datetime.fromisoformat(ts), mid)
         except ValueError:
             raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
-    rows = await repository.list_events(
-        session, workspace_id=workspace_id, profile_id=profile_id, type_=type_, event=event,
+    rows = await repository.list_events(session, repository.events_query(
+        workspace_id=workspace_id, profile_id=profile_id, type_=type_, event=event,
         since=since, until=until, after=after, limit=limit + 1,
-    )
+    ))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
