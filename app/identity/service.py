@@ -92,14 +92,13 @@ def priority_rank(settings: IdentitySettings, type_: str) -> int:
 
 
 async def lock_workspace(conn: Any, workspace_id: uuid.UUID, *, exclusive: bool) -> None:
-    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(f"SELECT {fn}($1, hashtext($2::text))", LOCK_NAMESPACE, str(workspace_id))
+    await conn.execute(workspace_lock_sql(workspace_id, exclusive=exclusive))
 
 
 def workspace_lock_sql(workspace_id: uuid.UUID, *, exclusive: bool) -> str:
-    """`lock_workspace` as constant SQL, so that it can travel with BEGIN in one round trip
-    (Database.write_transaction; that protocol takes no parameters). The one value in it is
-    the workspace's id rendered from a UUID object, never text a caller sent."""
+    """The workspace's identity lock as constant SQL, so that it can travel with BEGIN in one
+    round trip (Database.write_transaction; that protocol takes no parameters). The one value
+    in it is the workspace's id rendered from a UUID object, never text a caller sent."""
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     return f"SELECT {fn}({LOCK_NAMESPACE}, hashtext('{uuid.UUID(str(workspace_id))}'))"
 

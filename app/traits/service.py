@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from typing import Any
 
-import asyncpg
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -224,7 +223,7 @@ def incremental_delay(delay_seconds: float | None = None) -> float:
 
 
 async def ensure_incremental_job(
-    db: AsyncSession | asyncpg.Connection, *, workspace_id: uuid.UUID, bucket: int, wait: float, delay: float
+    db: queue.Executor, *, workspace_id: uuid.UUID, bucket: int, wait: float, delay: float
 ) -> None:
     """After marking profiles dirty in window `bucket` (closing in `wait` seconds): make sure
     that window's job is queued (for a caller that marked them itself, like ingest)."""
