@@ -289,7 +289,14 @@ async def raw_connection(session: AsyncSession) -> Any:
 
     Bulk paths (ingest, imports) use it for multi-row statements over arrays (`unnest`), which
     skip SQLAlchemy's per-row parameter processing. Values are still bound parameters.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement: until then
+    the driver connection is in autocommit, where a transaction-scoped advisory lock is
+    released as soon as it is taken and every statement commits on its own. So the transaction
+    is begun here when it has not been yet (one round trip, once per transaction).
     """
     conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
+    raw = (await conn.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    return raw

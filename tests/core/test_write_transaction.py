@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, raw_connection
 
 
 @pytest.fixture
@@ -75,3 +75,21 @@ async def test_jobs_can_be_queued_in_a_write_transaction(db: Database) -> None:
     async with db.write_transaction() as conn:
         assert await queue.pending_state(conn, dedupe_key=key) == "queued"
         await conn.execute("DELETE FROM pgqueuer WHERE dedupe_key = $1", key)
+
+
+async def test_a_sessions_raw_connection_is_inside_its_transaction(db: Database) -> None:
+    """Statements sent on the driver connection before any ORM statement (a refresh's lock and
+    claim, an import's first chunk) belong to the session's transaction: the lock holds until
+    it ends and a rollback undoes them. (SQLAlchemy begins lazily; before raw_connection began
+    it, each of these statements committed on its own.)"""
+    ws = await _workspace(db)
+    key = ws.int >> 65  # fits a bigint
+    async with db.session() as session:
+        conn = await raw_connection(session)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+        await conn.execute("INSERT INTO account (workspace_id, group_id, traits) VALUES ($1, 'undone', '{}')", ws)
+        async with db.engine.connect() as other:
+            raw = (await other.get_raw_connection()).driver_connection
+            assert await raw.fetchval("SELECT pg_try_advisory_xact_lock($1)", key) is False
+        await session.rollback()
+    assert await _accounts(db, ws) == []
