@@ -51,26 +51,33 @@ FROM ROWS FROM (
             context, integrations, ts, original_ts, sent_at, clamped, profile_id)
 ORDER BY m.message_id
 ON CONFLICT DO NOTHING
-RETURNING 1
 """
 
 # The event insert alone (bench/ingest.py measures it as the raw limit).
 INSERT_EVENTS = f"""
-WITH inserted AS ({_INSERT})
+WITH inserted AS ({_INSERT} RETURNING 1)
 SELECT count(*) FROM inserted
 """
 
 # What ingest runs, in one round trip: the same insert; the batch's dirty mark for the
-# incremental computed-trait refresh (its profiles, $4 deduplicated; $5 the window in
-# seconds); and the identity changes after $6 (identity_cache.apply_changes: a batch that took
-# its profiles from the cache without a look-up checks them here; identity_cache.NO_CHANGES
-# when it did not).
+# incremental computed-trait refresh ($5: the window in seconds); and the identity changes
+# after $6 (identity_cache.apply_changes: a batch that took its profiles from the cache without
+# a look-up checks them here; identity_cache.NO_CHANGES when it did not).
+#
+# Only the profiles of new events that can change a computed value are marked: orders (the
+# built-ins, RFM, CLV) and the events a definition of the workspace counts. A page view or a
+# replayed message costs no refresh.
 INSERT_EVENTS_AND_MARK_DIRTY = f"""
-WITH inserted AS ({_INSERT}),
-touched AS (SELECT array_agg(DISTINCT p) AS ids FROM unnest($4::uuid[]) AS p),
+WITH inserted AS ({_INSERT} RETURNING profile_id, event),
+touched AS (
+    SELECT array_agg(DISTINCT i.profile_id) AS ids FROM inserted AS i
+    WHERE i.event = '{trait_repository.ORDER_EVENT}'
+       OR i.event IN (SELECT t.event FROM computed_trait AS t WHERE t.workspace_id = $1)
+),
 {trait_repository.mark_dirty_ctes("$1", "(SELECT ids FROM touched)", "$5")},
 changes AS (SELECT c.seq, c.profile_id FROM identity_change AS c WHERE c.workspace_id = $1 AND c.seq > $6)
-SELECT (SELECT count(*) FROM inserted) AS inserted, bucket, (bucket + 1) * $5 - epoch AS wait,
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT ids IS NOT NULL FROM touched) AS marked,
+       bucket, (bucket + 1) * $5 - epoch AS wait,
        (SELECT max(seq) FROM changes) AS head, (SELECT array_agg(DISTINCT profile_id) FROM changes) AS changed
 FROM clock
 """
@@ -84,6 +91,7 @@ def event_rows(messages: Sequence[ParsedMessage]) -> str:
 @dataclass(frozen=True, slots=True)
 class Inserted:
     count: int  # new events (the rest were duplicates)
+    marked: bool  # whether profiles were marked for the incremental refresh
     bucket: int  # the dirty mark's window
     wait: float  # seconds until it closes
     head: int | None  # the last identity change after `changes_since` (None: none)
@@ -106,7 +114,7 @@ async def insert_events(
         INSERT_EVENTS_AND_MARK_DIRTY, workspace_id, received_at, event_rows(messages),
         [profile_of[m.index] for m in messages], float(delay_seconds), changes_since,
     )
-    return Inserted(row["inserted"], int(row["bucket"]), max(float(row["wait"]), 0.0), row["head"],
+    return Inserted(row["inserted"], row["marked"], int(row["bucket"]), max(float(row["wait"]), 0.0), row["head"],
                     row["changed"] or [])
 
 

@@ -1,7 +1,8 @@
 """Ingest: validated messages in, events + identities + profile traits out, in one transaction.
 
 Per batch, whatever its size: BEGIN with the workspace lock, one event insert that also marks
-the touched profiles for the incremental trait refresh, and COMMIT. Only when needed: one
+the profiles whose new events can change a computed trait for the incremental refresh, and
+COMMIT. Only when needed: one
 identifier look-up (messages the identity cache cannot place), one duplicate check
 (identify/group), one insert of new profiles and identifiers, one trait update and one account
 upsert (all multi-row). See docs/INGEST.md."""
@@ -70,7 +71,7 @@ async def ingest(
                     conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
                     delay,
                 )
-                if window is not None:
+                if window is not None and window.marked:
                     await trait_service.ensure_incremental_job(
                         conn, workspace_id=workspace_id, bucket=window.bucket, wait=window.wait, delay=delay
                     )

@@ -1,16 +1,17 @@
 """Every read and write of computed traits.
 
 Definitions go through the ORM. Values are written set-based over raw asyncpg (see
-db.raw_connection): one `INSERT ... SELECT ... GROUP BY profile_id ... ON CONFLICT DO UPDATE`
-per definition, one for the order built-ins, one for RFM, one (over arrays) for CLV scores.
-User input (event and property names, windows, ids) is always a bound parameter; the SQL text
-is assembled from constants only.
+db.raw_connection): one statement per family of values (each definition, the order built-ins,
+RFM, CLV scores) that computes the family's values for the refresh's profiles, writes those
+that changed and deletes those that no longer hold (`_write_family`). User input (event and
+property names, windows, ids) is always a bound parameter; the SQL text is assembled from
+constants only.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.traits import rfm
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitValue
+from app.traits.schemas import CLV_TRAITS, ORDER_TRAITS, RFM_TRAITS
 
 ORDER_EVENT = "Order Completed"
 
@@ -47,15 +49,29 @@ _ORDER_REVENUE = (
     "coalesce(" + _numeric("e.properties -> 'revenue'") + ", " + _numeric("e.properties -> 'total'") + ")"
 )
 
-_UPSERT = """
-ON CONFLICT (workspace_id, profile_id, name)
-DO UPDATE SET value = EXCLUDED.value, computed_at = EXCLUDED.computed_at
-"""
 
 
 def _count(status: str) -> int:
-    """Rows affected, from an asyncpg status string such as 'INSERT 0 42'."""
+    """Rows affected, from an asyncpg status string such as 'DELETE 42'."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSet:
+    """The profiles an incremental refresh covers, bound as one text parameter (a PostgreSQL
+    array literal) and cast in SQL. Every statement of a refresh takes the same set: as a
+    Python list, the driver would check and encode tens of thousands of ids per statement."""
+
+    literal: str
+    count: int
+
+    @classmethod
+    def of(cls, profile_ids: Iterable[uuid.UUID]) -> ProfileSet:
+        distinct = {str(p) for p in profile_ids}
+        return cls("{" + ",".join(distinct) + "}", len(distinct))
+
+    def bind(self, p: _Params) -> str:
+        return p(self.literal, "::text::uuid[]")
 
 
 class _Params:
@@ -67,6 +83,49 @@ class _Params:
     def __call__(self, value: Any, cast: str = "") -> str:
         self.values.append(value)
         return f"${len(self.values)}{cast}"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one family's statement did."""
+
+    written: int  # values inserted or changed
+    removed: int  # values that no longer hold
+
+
+def _write_family(p: _Params, new: str, *, workspace: str, computed_at: str, names: str, scope: str | None) -> str:
+    """One statement that brings a family of values up to date for the refresh's profiles.
+
+    `new` selects the family's values (`profile_id, name, value`, one row per pair); `names`
+    (a text[] expression) lists the family's trait names; `scope` (a uuid[] expression) the
+    profiles this refresh covers, None for all of the workspace's. Values equal to the stored
+    ones are not rewritten (they keep their `computed_at`: most values of a refreshed profile
+    do not change, and rewriting them was most of a refresh's cost); the family's stored values
+    that `new` no longer has (events left the window, a profile merged away, no CLV model) are
+    deleted. One snapshot: the delete never sees the rows the insert writes."""
+    in_scope = f"AND v.profile_id = ANY({scope})" if scope is not None else ""
+    return f"""
+        WITH new AS MATERIALIZED ({new}),
+        written AS (
+            INSERT INTO computed_trait_value AS v (workspace_id, profile_id, name, value, computed_at)
+            SELECT {workspace}, n.profile_id, n.name, n.value, {computed_at} FROM new AS n
+            ON CONFLICT (workspace_id, profile_id, name)
+            DO UPDATE SET value = EXCLUDED.value, computed_at = EXCLUDED.computed_at
+            WHERE v.value IS DISTINCT FROM EXCLUDED.value
+            RETURNING 1
+        ), removed AS (
+            DELETE FROM computed_trait_value AS v
+            WHERE v.workspace_id = {workspace} AND v.name = ANY({names}) {in_scope}
+              AND NOT EXISTS (SELECT 1 FROM new AS n WHERE n.profile_id = v.profile_id AND n.name = v.name)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM removed) AS removed
+    """
+
+
+async def _run_family(conn: Any, sql: str, p: _Params) -> Written:
+    row = await conn.fetchrow(sql, *p.values)
+    return Written(row["written"], row["removed"])
 
 
 # ------------------------------------------------------------------------- definitions
@@ -159,51 +218,54 @@ async def upsert_definition_values(
     trait: ComputedTrait,
     *,
     computed_at: datetime,
-    profile_ids: Sequence[uuid.UUID] | None,
-) -> int:
-    """Compute one definition for every profile with matching events (or for `profile_ids`)."""
+    profiles: ProfileSet | None,
+) -> Written:
+    """Compute one definition for every profile with matching events (or for `profiles`)."""
     p = _Params()
-    where = [f"e.workspace_id = {p(workspace_id)}", f"e.event = {p(trait.event)}", "e.profile_id IS NOT NULL"]
+    ws = p(workspace_id)
+    name = p(trait.name)
+    where = [f"e.workspace_id = {ws}", f"e.event = {p(trait.event)}", "e.profile_id IS NOT NULL"]
     if trait.window_days is not None:
         where.append(f"e.timestamp >= {p(computed_at)}::timestamptz - make_interval(days => {p(trait.window_days)})")
-    if profile_ids is not None:
-        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
+    scope = profiles.bind(p) if profiles is not None else None
+    if scope is not None:
+        where.append(f"e.profile_id = ANY({scope})")
     if trait.property is not None:
         where.append("jsonb_typeof(v.val) <> 'null'")  # absent keys give SQL NULL, which fails too
     if trait.aggregation in _NUMERIC_AGGREGATES:
         where.append("v.num IS NOT NULL")
     prop = p(trait.property) if trait.property is not None else "NULL::text"
-    sql = f"""
-        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
-        SELECT e.workspace_id, e.profile_id, {p(trait.name)}, {_AGGREGATES[trait.aggregation]}, {p(computed_at)}
+    new = f"""
+        SELECT e.profile_id, {name}::text AS name, {_AGGREGATES[trait.aggregation]} AS value
         FROM event AS e
         CROSS JOIN LATERAL (SELECT e.properties -> {prop} AS val) AS j
         CROSS JOIN LATERAL (SELECT j.val, {_numeric('j.val')} AS num) AS v
         WHERE {' AND '.join(where)}
-        GROUP BY e.workspace_id, e.profile_id
-        {_UPSERT}
+        GROUP BY e.profile_id
     """
-    return _count(await conn.execute(sql, *p.values))
+    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=f"ARRAY[{name}::text]", scope=scope)
+    return await _run_family(conn, sql, p)
 
 
 async def upsert_order_values(
-    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
-) -> int:
+    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profiles: ProfileSet | None
+) -> Written:
     """The order built-ins, from `Order Completed` events (revenue, else total), in one pass."""
     p = _Params()
-    where = [f"e.workspace_id = {p(workspace_id)}", f"e.event = {p(ORDER_EVENT)}", "e.profile_id IS NOT NULL"]
-    if profile_ids is not None:
-        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
-    sql = f"""
-        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
-        SELECT o.workspace_id, o.profile_id, b.name, b.value, {p(computed_at)}
+    ws = p(workspace_id)
+    where = [f"e.workspace_id = {ws}", f"e.event = {p(ORDER_EVENT)}", "e.profile_id IS NOT NULL"]
+    scope = profiles.bind(p) if profiles is not None else None
+    if scope is not None:
+        where.append(f"e.profile_id = ANY({scope})")
+    new = f"""
+        SELECT o.profile_id, b.name, b.value
         FROM (
-            SELECT e.workspace_id, e.profile_id, count(*) AS orders, coalesce(sum(r.revenue), 0) AS revenue,
+            SELECT e.profile_id, count(*) AS orders, coalesce(sum(r.revenue), 0) AS revenue,
                    avg(r.revenue) AS average, min(e.timestamp) AS first_at, max(e.timestamp) AS last_at
             FROM event AS e
             CROSS JOIN LATERAL (SELECT {_ORDER_REVENUE} AS revenue) AS r
             WHERE {' AND '.join(where)}
-            GROUP BY e.workspace_id, e.profile_id
+            GROUP BY e.profile_id
         ) AS o
         CROSS JOIN LATERAL (VALUES
             ('order_count', to_jsonb(o.orders)),
@@ -213,25 +275,26 @@ async def upsert_order_values(
             ('last_order_at', {_iso('o.last_at')})
         ) AS b(name, value)
         WHERE b.value IS NOT NULL
-        {_UPSERT}
     """
-    return _count(await conn.execute(sql, *p.values))
+    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=p(list(ORDER_TRAITS), "::text[]"),
+                        scope=scope)
+    return await _run_family(conn, sql, p)
 
 
 async def upsert_rfm(
-    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
-) -> int:
+    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profiles: ProfileSet | None
+) -> Written:
     """Score R, F and M by quintile across all the workspace's customers with orders.
 
     Reads the order built-ins just written (so an incremental refresh ranks its profiles
-    against everyone without re-reading every order) and writes the scores of `profile_ids`
+    against everyone without re-reading every order) and writes the scores of `profiles`
     (or of everyone).
     """
     p = _Params()
     ws = p(workspace_id)
-    stamp = p(computed_at)
-    only = f"WHERE s.profile_id = ANY({p(list(profile_ids))}::uuid[])" if profile_ids is not None else ""
-    sql = f"""
+    scope = profiles.bind(p) if profiles is not None else None
+    only = f"WHERE s.profile_id = ANY({scope})" if scope is not None else ""
+    new = f"""
         WITH base AS (
             SELECT profile_id,
                    (max(value #>> '{{}}') FILTER (WHERE name = 'last_order_at'))::timestamptz AS recency,
@@ -256,8 +319,7 @@ async def upsert_rfm(
                    min(m_tile) OVER (PARTITION BY monetary) AS m
             FROM tiles
         )
-        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
-        SELECT {ws}, s.profile_id, x.name, x.value, {stamp}
+        SELECT s.profile_id, x.name, x.value
         FROM s
         CROSS JOIN LATERAL (VALUES
             ('rfm_recency', to_jsonb(s.r)),
@@ -267,27 +329,19 @@ async def upsert_rfm(
             ('rfm_tier', to_jsonb({rfm.tier_sql('s.r', 's.f')}))
         ) AS x(name, value)
         {only}
-        {_UPSERT}
     """
-    return _count(await conn.execute(sql, *p.values))
+    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=p(list(RFM_TRAITS), "::text[]"),
+                        scope=scope)
+    return await _run_family(conn, sql, p)
 
 
-async def delete_stale_values(
-    conn: Any, workspace_id: uuid.UUID, *, computed_at: datetime, profile_ids: Sequence[uuid.UUID] | None
-) -> int:
-    """Drop what this refresh did not rewrite: profiles whose events left a window or were merged
-    away, traits whose definition is gone, CLV scores without a model."""
-    if profile_ids is None:
-        status = await conn.execute(
-            "DELETE FROM computed_trait_value WHERE workspace_id = $1 AND computed_at < $2", workspace_id, computed_at
-        )
-    else:
-        status = await conn.execute(
-            "DELETE FROM computed_trait_value WHERE workspace_id = $1 AND profile_id = ANY($3::uuid[]) "
-            "AND computed_at < $2",
-            workspace_id, computed_at, list(profile_ids),
-        )
-    return _count(status)
+async def delete_orphan_values(conn: Any, workspace_id: uuid.UUID, names: Sequence[str]) -> int:
+    """After a full refresh: drop values of names no family owns (a definition deleted or
+    renamed while a refresh ran; each family deletes its own stale values)."""
+    return _count(await conn.execute(
+        "DELETE FROM computed_trait_value WHERE workspace_id = $1 AND name <> ALL($2::text[])",
+        workspace_id, list(names),
+    ))
 
 
 # ----------------------------------------------------------------- incremental backlog
@@ -325,19 +379,22 @@ async def mark_dirty(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[u
     return int(row["bucket"]), max(float(row["wait"]), 0.0)
 
 
-async def claim_dirty(conn: Any, workspace_id: uuid.UUID, up_to_bucket: int) -> list[uuid.UUID]:
+async def claim_dirty(conn: Any, workspace_id: uuid.UUID, up_to_bucket: int) -> ProfileSet:
     """Take the profiles of every closed window up to `up_to_bucket` (rolled back with the job
-    if it fails, so nothing is lost)."""
-    rows = await conn.fetch(
+    if it fails, so nothing is lost). They stay in the database's array form: the refresh binds
+    them as they come."""
+    row = await conn.fetchrow(
         """
         WITH claimed AS (
             DELETE FROM computed_trait_dirty WHERE workspace_id = $1 AND bucket <= $2 RETURNING profile_ids
+        ), ids AS (
+            SELECT DISTINCT p.id FROM claimed, unnest(claimed.profile_ids) AS p(id)
         )
-        SELECT DISTINCT p.id FROM claimed, unnest(claimed.profile_ids) AS p(id) ORDER BY p.id
+        SELECT coalesce(array_agg(id)::text, '{}') AS literal, count(*) AS count FROM ids
         """,
         workspace_id, up_to_bucket,
     )
-    return [r["id"] for r in rows]
+    return ProfileSet(row["literal"], row["count"])
 
 
 # ------------------------------------------------------------------------------- CLV
@@ -360,7 +417,7 @@ async def order_summaries(
     *,
     until: datetime,
     since: datetime | None = None,
-    profile_ids: Sequence[uuid.UUID] | None = None,
+    profiles: ProfileSet | None = None,
 ) -> OrderSummary:
     """The RFM summary app.traits.clv.summarize computes, aggregated in the database.
 
@@ -374,8 +431,8 @@ async def order_summaries(
     ]
     if since is not None:
         where.append(f"e.timestamp >= {p(since)}")
-    if profile_ids is not None:
-        where.append(f"e.profile_id = ANY({p(list(profile_ids))}::uuid[])")
+    if profiles is not None:
+        where.append(f"e.profile_id = ANY({profiles.bind(p)})")
     rows = await conn.fetch(
         f"""
         WITH days AS (
@@ -408,25 +465,33 @@ async def upsert_clv_values(
     workspace_id: uuid.UUID,
     *,
     computed_at: datetime,
+    profiles: ProfileSet | None,
     profile_ids: Sequence[uuid.UUID],
     columns: dict[str, Sequence[float | None]],
-) -> int:
-    """Write per-profile CLV scores (one array per trait name) in one statement; nulls are skipped."""
-    if not profile_ids:
-        return 0
-    names = list(columns)
-    arrays = ", ".join(f"${i + 4}::float8[]" for i in range(len(names)))
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
-    values = ", ".join(f"('{name}', to_jsonb(s.c{i}))" for i, name in enumerate(names))  # names are constants
-    sql = f"""
-        INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
-        SELECT $1, s.profile_id, x.name, x.value, $2
-        FROM unnest($3::uuid[], {arrays}) AS s(profile_id, {aliases})
-        CROSS JOIN LATERAL (VALUES {values}) AS x(name, value)
-        WHERE x.value IS NOT NULL
-        {_UPSERT}
-    """
-    return _count(await conn.execute(sql, workspace_id, computed_at, list(profile_ids), *(list(columns[n]) for n in names)))
+) -> Written:
+    """Write per-profile CLV scores (one array per trait name, for `profile_ids`; nulls are
+    skipped) and drop the CLV scores of `profiles` (None: the workspace) that have none now.
+    With no columns: drop them all (no model)."""
+    p = _Params()
+    ws = p(workspace_id)
+    names = [n for n in CLV_TRAITS if n in columns]
+    if names:
+        ids = p(list(profile_ids), "::uuid[]")
+        arrays = ", ".join(p(list(columns[n]), "::float8[]") for n in names)
+        aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        values = ", ".join(f"('{name}', to_jsonb(s.c{i}))" for i, name in enumerate(names))  # names are constants
+        new = f"""
+            SELECT s.profile_id, x.name, x.value
+            FROM unnest({ids}, {arrays}) AS s(profile_id, {aliases})
+            CROSS JOIN LATERAL (VALUES {values}) AS x(name, value)
+            WHERE x.value IS NOT NULL
+        """
+    else:
+        new = "SELECT NULL::uuid AS profile_id, NULL::text AS name, NULL::jsonb AS value WHERE false"
+    scope = profiles.bind(p) if profiles is not None else None
+    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=p(list(CLV_TRAITS), "::text[]"),
+                        scope=scope)
+    return await _run_family(conn, sql, p)
 
 
 async def get_clv_model(session: AsyncSession, workspace_id: uuid.UUID) -> ClvModel | None:

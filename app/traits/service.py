@@ -1,8 +1,8 @@
 """Computed traits: definitions, refreshes (full and incremental), RFM, CLV, values on profiles.
 
 A refresh holds the workspace's refresh lock for its transaction and stamps every value it
-writes with one `computed_at`; whatever it did not rewrite is stale and goes, so values always
-reflect one consistent pass. Other domains read values through `get_profile_values` and mark
+changes with one `computed_at` (a value it finds unchanged keeps the stamp of the refresh that
+computed it); values that no longer hold go, so values always reflect one consistent pass. Other domains read values through `get_profile_values` and mark
 profiles touched by new events with `enqueue_incremental_refresh`.
 """
 
@@ -31,6 +31,7 @@ from app.jobs.models import Job
 from app.traits import clv, repository
 from app.traits.models import ClvModel, ComputedTrait
 from app.traits.schemas import (
+    BUILT_IN_TRAITS,
     CLV_TRAITS,
     BgNbdParams,
     ClvModelPublic,
@@ -139,36 +140,43 @@ async def refresh(
     session: AsyncSession,
     *,
     workspace_id: uuid.UUID,
-    profile_ids: Sequence[uuid.UUID] | None = None,
+    profile_ids: Sequence[uuid.UUID] | repository.ProfileSet | None = None,
     clv_refit_after: timedelta | None = None,
 ) -> dict[str, Any]:
     """Recompute every trait of the workspace, or of `profile_ids` only (incremental).
 
     One statement per definition, one for the order built-ins, one for RFM, one for CLV
-    scores, one to drop stale values. A full refresh refits the CLV model first when it is
-    missing or older than `clv_refit_after` (None: never). Returns counts for the job record.
+    scores; each writes only the values that changed and deletes those that no longer hold.
+    A full refresh refits the CLV model first when it is missing or older than
+    `clv_refit_after` (None: never), and ends by dropping values no family owns. Returns
+    counts for the job record.
     """
     conn = await raw_connection(session)
     computed_at = await repository.lock_workspace(conn, workspace_id)
-    ids = sorted(set(profile_ids)) if profile_ids is not None else None
-    stamp = {"computed_at": computed_at, "profile_ids": ids}
-    definitions = await repository.list_definitions(session, workspace_id)
-    written = 0
-    for trait in definitions:
-        written += await repository.upsert_definition_values(conn, workspace_id, trait, **stamp)
-    written += await repository.upsert_order_values(conn, workspace_id, **stamp)
-    written += await repository.upsert_rfm(conn, workspace_id, **stamp)
-    clv_outcome, clv_written = await _refresh_clv(
-        session, workspace_id=workspace_id, computed_at=computed_at, profile_ids=ids,
-        refit_after=clv_refit_after if ids is None else None,
+    profiles = (
+        None if profile_ids is None
+        else profile_ids if isinstance(profile_ids, repository.ProfileSet)
+        else repository.ProfileSet.of(profile_ids)
     )
-    written += clv_written
-    removed = await repository.delete_stale_values(conn, workspace_id, **stamp)
+    stamp = {"computed_at": computed_at, "profiles": profiles}
+    definitions = await repository.list_definitions(session, workspace_id)
+    outcomes = [await repository.upsert_definition_values(conn, workspace_id, trait, **stamp) for trait in definitions]
+    outcomes.append(await repository.upsert_order_values(conn, workspace_id, **stamp))
+    outcomes.append(await repository.upsert_rfm(conn, workspace_id, **stamp))
+    clv_outcome, clv_written = await _refresh_clv(
+        session, workspace_id=workspace_id, computed_at=computed_at, profiles=profiles,
+        refit_after=clv_refit_after if profiles is None else None,
+    )
+    outcomes.append(clv_written)
+    removed = sum(o.removed for o in outcomes)
+    if profiles is None:
+        owned = [t.name for t in definitions] + list(BUILT_IN_TRAITS)
+        removed += await repository.delete_orphan_values(conn, workspace_id, owned)
     return {
-        "mode": "full" if ids is None else "incremental",
-        "profiles": None if ids is None else len(ids),
+        "mode": "full" if profiles is None else "incremental",
+        "profiles": None if profiles is None else profiles.count,
         "definitions": len(definitions),
-        "values_written": written,
+        "values_written": sum(o.written for o in outcomes),
         "values_removed": removed,
         "clv": clv_outcome,
         "computed_at": computed_at.isoformat(),
@@ -257,12 +265,12 @@ async def run_incremental_refresh(session: AsyncSession, *, workspace_id: uuid.U
     """The job of a closed window: refresh every profile marked up to it."""
     conn = await raw_connection(session)
     await repository.lock_workspace(conn, workspace_id)  # claim only after a running refresh commits
-    profile_ids = await repository.claim_dirty(conn, workspace_id, up_to_bucket)
-    if not profile_ids:
+    profiles = await repository.claim_dirty(conn, workspace_id, up_to_bucket)
+    if not profiles.count:
         return {"mode": "incremental", "profiles": 0}
-    if len(profile_ids) > INCREMENTAL_LIMIT:
+    if profiles.count > INCREMENTAL_LIMIT:
         return await refresh(session, workspace_id=workspace_id)
-    return await refresh(session, workspace_id=workspace_id, profile_ids=profile_ids)
+    return await refresh(session, workspace_id=workspace_id, profile_ids=profiles)
 
 
 # --------------------------------------------------------------------------------- CLV
@@ -301,7 +309,7 @@ async def fit_clv(
         session, workspace_id=workspace_id, start_day=calibration_start, end_day=end_day,
         until=_end_of_day(calibration_end) if calibration_end else as_of, fitted_at=computed_at,
     )
-    await _score_clv(conn, workspace_id, model, as_of=as_of, computed_at=computed_at, profile_ids=None)
+    await _score_clv(conn, workspace_id, model, as_of=as_of, computed_at=computed_at, profiles=None)
     return clv_model_public(model)
 
 
@@ -441,18 +449,22 @@ def _clv_score_arrays(model: ClvModel, summary: repository.OrderSummary, end_day
 async def _score_clv(
     conn: Any,
     workspace_id: uuid.UUID,
-    model: ClvModel,
+    model: ClvModel | None,
     *,
     as_of: datetime,
     computed_at: datetime,
-    profile_ids: Sequence[uuid.UUID] | None,
-) -> int:
-    summary = await repository.order_summaries(conn, workspace_id, until=as_of, profile_ids=profile_ids)
-    if not summary.profile_ids:
-        return 0
-    scores = await asyncio.to_thread(_clv_scores, model, summary, as_of.astimezone(UTC).date())
+    profiles: repository.ProfileSet | None,
+) -> repository.Written:
+    """Score `profiles` (None: everyone) with `model`; without a model, drop their scores."""
+    columns: dict[str, list[float | None]] = {}
+    ids: list[uuid.UUID] = []
+    if model is not None:
+        summary = await repository.order_summaries(conn, workspace_id, until=as_of, profiles=profiles)
+        if summary.profile_ids:
+            columns = await asyncio.to_thread(_clv_scores, model, summary, as_of.astimezone(UTC).date())
+            ids = summary.profile_ids
     return await repository.upsert_clv_values(
-        conn, workspace_id, computed_at=computed_at, profile_ids=summary.profile_ids, columns=scores
+        conn, workspace_id, computed_at=computed_at, profiles=profiles, profile_ids=ids, columns=columns
     )
 
 
@@ -461,10 +473,11 @@ async def _refresh_clv(
     *,
     workspace_id: uuid.UUID,
     computed_at: datetime,
-    profile_ids: Sequence[uuid.UUID] | None,
+    profiles: repository.ProfileSet | None,
     refit_after: timedelta | None,
-) -> tuple[str, int]:
-    """Score with the stored model, refitting it first when due. Returns (outcome, values written)."""
+) -> tuple[str, repository.Written]:
+    """Score with the stored model, refitting it first when due. Returns (outcome, what the
+    scores' statement did)."""
     conn = await raw_connection(session)
     model = await repository.get_clv_model(session, workspace_id)
     outcome = "scored"
@@ -478,9 +491,7 @@ async def _refresh_clv(
         except ValidationFailed as exc:
             # Too little history is normal for a young workspace: keep the old model (if any).
             outcome = f"not fitted: {exc.detail}"
+    written = await _score_clv(conn, workspace_id, model, as_of=computed_at, computed_at=computed_at, profiles=profiles)
     if model is None:
-        return (outcome if outcome != "scored" else "no model"), 0
-    written = await _score_clv(
-        conn, workspace_id, model, as_of=computed_at, computed_at=computed_at, profile_ids=profile_ids
-    )
+        return (outcome if outcome != "scored" else "no model"), written
     return outcome, written

@@ -418,6 +418,80 @@ async def test_incremental_refresh_is_coalesced(
     assert (await trait_service.run_incremental_refresh(session, workspace_id=ws, up_to_bucket=bucket))["profiles"] == 0
 
 
+async def dirty_profiles(session, ws: uuid.UUID) -> set[str]:
+    rows = await session.execute(sa.text(
+        "SELECT DISTINCT p FROM computed_trait_dirty, unnest(profile_ids) AS p WHERE workspace_id = :ws"), {"ws": ws})
+    return {str(p) for p in rows.scalars()}
+
+
+async def test_only_events_that_change_a_value_mark_their_profile(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session
+) -> None:
+    ws = uuid.UUID(workspace.workspace_id)
+    await define(client, workspace, name="searches", aggregation="count", event="Products Searched")
+    await send(client, workspace, [
+        track("viewer", "Product Viewed", 1, mid="m1"),
+        {"type": "page", "userId": "viewer", "name": "Home", "messageId": "m2"},
+        track("buyer", "Order Completed", 1, {"revenue": 9}, mid="m3"),
+        track("seeker", "Products Searched", 1, mid="m4"),
+    ])
+    ids = await profile_ids(client, workspace)
+    # A view or a page view changes no computed value: no refresh for the viewer.
+    assert await dirty_profiles(session, ws) == {ids["buyer"], ids["seeker"]}
+    await session.execute(sa.text("DELETE FROM computed_trait_dirty WHERE workspace_id = :ws"), {"ws": ws})
+    # A replayed order is a duplicate: nothing new, nothing marked.
+    await send(client, workspace, [track("buyer", "Order Completed", 1, {"revenue": 9}, mid="m3"),
+                                   track("viewer", "Product Viewed", 1, mid="m5")])
+    assert await dirty_profiles(session, ws) == set()
+
+
+async def value_rows(session, ws: uuid.UUID, profile_id: str) -> dict[str, tuple[Any, datetime]]:
+    rows = await session.execute(sa.text(
+        "SELECT name, value, computed_at FROM computed_trait_value WHERE workspace_id = :ws AND profile_id = :p"),
+        {"ws": ws, "p": uuid.UUID(profile_id)})
+    return {r.name: (r.value, r.computed_at) for r in rows}
+
+
+async def test_refresh_writes_only_what_changed_and_drops_what_no_longer_holds(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session
+) -> None:
+    ws = uuid.UUID(workspace.workspace_id)
+    await send(client, workspace, [track("erin", "Order Completed", 3, {"revenue": 10}, mid="e1")])
+    pid = (await profile_ids(client, workspace))["erin"]
+    first = await trait_service.refresh(session, workspace_id=ws, profile_ids=[uuid.UUID(pid)])
+    before = await value_rows(session, ws, pid)
+    assert first["values_written"] == len(before) == 10  # 5 order built-ins, 5 RFM scores
+
+    # Nothing new: nothing rewritten, every value keeps the stamp of the refresh that computed it.
+    again = await trait_service.refresh(session, workspace_id=ws, profile_ids=[uuid.UUID(pid)])
+    assert (again["values_written"], again["values_removed"]) == (0, 0)
+    assert await value_rows(session, ws, pid) == before
+
+    # A second order changes the count, the revenue, the average and the last order; the first
+    # order and the scores (erin is still the only customer) stay as they were.
+    await send(client, workspace, [track("erin", "Order Completed", 1, {"revenue": 30}, mid="e2")])
+    third = await trait_service.refresh(session, workspace_id=ws, profile_ids=[uuid.UUID(pid)])
+    after = await value_rows(session, ws, pid)
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {"order_count", "total_revenue", "average_order_value", "last_order_at"}
+    assert third["values_written"] == 4
+    assert {after[n][1] for n in changed} == {datetime.fromisoformat(third["computed_at"])}
+    assert after["total_revenue"][0] == 40
+
+    # Scores of a model that no longer exists, and (in a full refresh) values no family owns,
+    # no longer hold.
+    await session.execute(sa.text(
+        "INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at) VALUES "
+        "(:ws, :p, 'clv_365d', '12.5', now()), (:ws, :p, 'gone_definition', '1', now())"),
+        {"ws": ws, "p": uuid.UUID(pid)})
+    incremental = await trait_service.refresh(session, workspace_id=ws, profile_ids=[uuid.UUID(pid)])
+    assert incremental["values_removed"] == 1
+    assert set(await value_rows(session, ws, pid)) == set(before) | {"gone_definition"}
+    full = await trait_service.refresh(session, workspace_id=ws)
+    assert (full["values_written"], full["values_removed"]) == (0, 1)
+    assert set(await value_rows(session, ws, pid)) == set(before)
+
+
 async def test_a_job_lost_from_the_queue_is_not_reused(client: httpx.AsyncClient, workspace: WorkspaceKeys, session) -> None:
     first = (await client.post("/v1/computed-traits/refresh", headers=workspace.admin_headers)).json()
     await session.execute(sa.text("DELETE FROM pgqueuer WHERE entrypoint = 'traits.refresh'"))  # purged by hand
