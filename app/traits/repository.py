@@ -58,20 +58,24 @@ def _count(status: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ProfileSet:
-    """The profiles an incremental refresh covers, bound as one text parameter (a PostgreSQL
-    array literal) and cast in SQL. Every statement of a refresh takes the same set: as a
-    Python list, the driver would check and encode tens of thousands of ids per statement."""
+    """The distinct profiles an incremental refresh covers, bound as one uuid[] parameter.
 
-    literal: str
-    count: int
+    The refresh runs with custom plans only (see lock_workspace): the array is then a constant
+    the planner sizes, and `profile_id = ANY(...)` probes a hash of it instead of scanning it
+    for every event read."""
+
+    ids: list[uuid.UUID]
 
     @classmethod
     def of(cls, profile_ids: Iterable[uuid.UUID]) -> ProfileSet:
-        distinct = {str(p) for p in profile_ids}
-        return cls("{" + ",".join(distinct) + "}", len(distinct))
+        return cls(list(dict.fromkeys(profile_ids)))
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
 
     def bind(self, p: _Params) -> str:
-        return p(self.literal, "::text::uuid[]")
+        return p(self.ids, "::uuid[]")
 
 
 class _Params:
@@ -98,20 +102,31 @@ def _write_family(p: _Params, new: str, *, workspace: str, computed_at: str, nam
 
     `new` selects the family's values (`profile_id, name, value`, one row per pair); `names`
     (a text[] expression) lists the family's trait names; `scope` (a uuid[] expression) the
-    profiles this refresh covers, None for all of the workspace's. Values equal to the stored
-    ones are not rewritten (they keep their `computed_at`: most values of a refreshed profile
-    do not change, and rewriting them was most of a refresh's cost); the family's stored values
-    that `new` no longer has (events left the window, a profile merged away, no CLV model) are
-    deleted. One snapshot: the delete never sees the rows the insert writes."""
+    profiles this refresh covers, None for all of the workspace's. Only values that differ from
+    the stored ones (read by primary key, so the cost follows the refresh's size, not the
+    workspace's) are written: most values of a refreshed profile do not change, and an
+    `ON CONFLICT DO UPDATE` that finds them equal still locks (writes) each row, which was most
+    of a refresh's cost. Unchanged values keep the stamp of the refresh that computed them. The
+    family's stored values that `new` no longer has (events left the window, a profile merged
+    away, no CLV model) are deleted. One snapshot: the delete never sees what the insert writes.
+    """
     in_scope = f"AND v.profile_id = ANY({scope})" if scope is not None else ""
     return f"""
         WITH new AS MATERIALIZED ({new}),
-        written AS (
-            INSERT INTO computed_trait_value AS v (workspace_id, profile_id, name, value, computed_at)
-            SELECT {workspace}, n.profile_id, n.name, n.value, {computed_at} FROM new AS n
+        changed AS (
+            SELECT n.profile_id, n.name, n.value
+            FROM new AS n
+            LEFT JOIN LATERAL (  -- a primary-key probe per value (OFFSET 0 keeps it one)
+                SELECT cur.value FROM computed_trait_value AS cur
+                WHERE cur.workspace_id = {workspace} AND cur.profile_id = n.profile_id AND cur.name = n.name
+                OFFSET 0
+            ) AS cur ON true
+            WHERE cur.value IS DISTINCT FROM n.value
+        ), written AS (
+            INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+            SELECT {workspace}, c.profile_id, c.name, c.value, {computed_at} FROM changed AS c
             ON CONFLICT (workspace_id, profile_id, name)
             DO UPDATE SET value = EXCLUDED.value, computed_at = EXCLUDED.computed_at
-            WHERE v.value IS DISTINCT FROM EXCLUDED.value
             RETURNING 1
         ), removed AS (
             DELETE FROM computed_trait_value AS v
@@ -190,9 +205,16 @@ async def profile_values(session: AsyncSession, workspace_id: uuid.UUID, profile
 async def lock_workspace(conn: Any, workspace_id: uuid.UUID) -> datetime:
     """Serialise refreshes of one workspace (until the transaction ends); return the time to
     stamp this refresh's values with, read after the lock so it is later than any earlier
-    refresh's stamp."""
+    refresh's stamp.
+
+    Also plans the transaction's statements for their actual parameters every time: a
+    refresh's statements run again and again on a pooled connection, and a generic plan sees
+    neither how many profiles a ProfileSet holds nor its contents (`= ANY($n)` would then scan
+    the whole array for every event read)."""
     await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('computed_traits:' || $1::uuid::text, 0))", workspace_id
+        "SELECT pg_advisory_xact_lock(hashtextextended('computed_traits:' || $1::uuid::text, 0)), "
+        "set_config('plan_cache_mode', 'force_custom_plan', true)",
+        workspace_id,
     )
     return await conn.fetchval("SELECT clock_timestamp()")
 
@@ -387,14 +409,12 @@ async def claim_dirty(conn: Any, workspace_id: uuid.UUID, up_to_bucket: int) -> 
         """
         WITH claimed AS (
             DELETE FROM computed_trait_dirty WHERE workspace_id = $1 AND bucket <= $2 RETURNING profile_ids
-        ), ids AS (
-            SELECT DISTINCT p.id FROM claimed, unnest(claimed.profile_ids) AS p(id)
         )
-        SELECT coalesce(array_agg(id)::text, '{}') AS literal, count(*) AS count FROM ids
+        SELECT array_agg(DISTINCT p.id) AS ids FROM claimed, unnest(claimed.profile_ids) AS p(id)
         """,
         workspace_id, up_to_bucket,
     )
-    return ProfileSet(row["literal"], row["count"])
+    return ProfileSet(row["ids"] or [])
 
 
 # ------------------------------------------------------------------------------- CLV
