@@ -102,26 +102,34 @@ def _write_family(p: _Params, new: str, *, workspace: str, computed_at: str, nam
 
     `new` selects the family's values (`profile_id, name, value`, one row per pair); `names`
     (a text[] expression) lists the family's trait names; `scope` (a uuid[] expression) the
-    profiles this refresh covers, None for all of the workspace's. Only values that differ from
-    the stored ones (read by primary key, so the cost follows the refresh's size, not the
-    workspace's) are written: most values of a refreshed profile do not change, and an
-    `ON CONFLICT DO UPDATE` that finds them equal still locks (writes) each row, which was most
-    of a refresh's cost. Unchanged values keep the stamp of the refresh that computed them. The
-    family's stored values that `new` no longer has (events left the window, a profile merged
-    away, no CLV model) are deleted. One snapshot: the delete never sees what the insert writes.
+    profiles this refresh covers, None for all of the workspace's. The stored values of the
+    family and scope are read once (`cur`); only values that differ from them are written
+    (unchanged values keep the stamp of the refresh that computed them: an `ON CONFLICT DO
+    UPDATE` that finds a row equal still locks, that is writes, it); stored values that `new`
+    no longer has (events left the window, a profile merged away, no CLV model) are deleted.
+    One snapshot: the delete never sees what the insert writes.
+
+    No step is a join: the comparisons are set operations (`EXCEPT`, and a `GROUP BY` that
+    finds the stored pairs `new` lacks, hashed or sorted) and the delete fetches its rows by
+    their tuple ids (a row another transaction changed meanwhile is left alone). So the cost
+    follows the sizes involved whatever the planner estimates: a workspace its statistics do not know yet is estimated at one row,
+    and joins planned on that estimate (a nested loop over `new` per stored value, or probes
+    through the `(workspace_id, name)` index) ran past the statement timeout.
     """
     in_scope = f"AND v.profile_id = ANY({scope})" if scope is not None else ""
     return f"""
         WITH new AS MATERIALIZED ({new}),
-        changed AS (
-            SELECT n.profile_id, n.name, n.value
-            FROM new AS n
-            LEFT JOIN LATERAL (  -- a primary-key probe per value (OFFSET 0 keeps it one)
-                SELECT cur.value FROM computed_trait_value AS cur
-                WHERE cur.workspace_id = {workspace} AND cur.profile_id = n.profile_id AND cur.name = n.name
-                OFFSET 0
-            ) AS cur ON true
-            WHERE cur.value IS DISTINCT FROM n.value
+        cur AS MATERIALIZED (
+            SELECT v.ctid AS tid, v.profile_id, v.name, v.value FROM computed_trait_value AS v
+            WHERE v.workspace_id = {workspace} AND v.name = ANY({names}) {in_scope}
+        ), changed AS (
+            SELECT profile_id, name, value FROM new EXCEPT SELECT profile_id, name, value FROM cur
+        ), gone AS (  -- stored pairs `new` lacks: the only row of their group, and a stored one
+            SELECT (array_agg(x.tid))[1] AS tid
+            FROM (SELECT c.profile_id, c.name, c.tid FROM cur AS c
+                  UNION ALL SELECT n.profile_id, n.name, NULL::tid FROM new AS n) AS x
+            GROUP BY x.profile_id, x.name
+            HAVING count(*) = 1 AND count(x.tid) = 1
         ), written AS (
             INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
             SELECT {workspace}, c.profile_id, c.name, c.value, {computed_at} FROM changed AS c
@@ -130,8 +138,7 @@ def _write_family(p: _Params, new: str, *, workspace: str, computed_at: str, nam
             RETURNING 1
         ), removed AS (
             DELETE FROM computed_trait_value AS v
-            WHERE v.workspace_id = {workspace} AND v.name = ANY({names}) {in_scope}
-              AND NOT EXISTS (SELECT 1 FROM new AS n WHERE n.profile_id = v.profile_id AND n.name = v.name)
+            WHERE v.ctid = ANY(ARRAY(SELECT g.tid FROM gone AS g)) AND v.workspace_id = {workspace}
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM removed) AS removed
