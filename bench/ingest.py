@@ -210,6 +210,9 @@ async def main() -> None:
                         help="uvicorn worker processes of the server it starts (default: one per core).")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP/raw phase pairs per batch size; the median is reported.")
     parser.add_argument("--slices", type=int, default=4, help="Each round's phases alternate in this many slices.")
+    parser.add_argument("--no-worker", action="store_true",
+                        help="Start the server without its job worker: ingest alone, without the incremental "
+                             "computed-trait refreshes the new orders trigger (run the worker elsewhere).")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-data", action="store_true", help="Keep the embedded server's data directory.")
     args = parser.parse_args()
@@ -232,6 +235,8 @@ async def main() -> None:
         env = {**os.environ, "DATABASE_URL": pg.get_uri(database="clientele_bench", driver="asyncpg"),
                "CLIENTELE_ADMIN_TOKEN": args.admin_token, "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_LOG_JSON": "false",
                "CLIENTELE_PORT": str(port), "CLIENTELE_INGEST_MAX_CONCURRENCY": "64", "CLIENTELE_WORKERS": str(args.workers)}
+        if args.no_worker:
+            env["CLIENTELE_RUN_WORKER"] = "false"
         server = subprocess.Popen([str(ROOT / ".venv/bin/clientele"), "serve"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
         print(f"server log: {Path(tmp) / 'server.log'}", file=sys.stderr)
