@@ -30,6 +30,7 @@ from app.core.ids import uuid7
 from app.identity import cache as identity_cache
 from app.identity.models import BY_PROFILE, IDENTIFIERS_OF_PROFILES
 from app.identity.normalize import IdentitySettings
+from app.traits import service as trait_service
 
 LOCK_NAMESPACE = 7_310_001  # arbitrary; distinguishes our advisory locks from others'
 
@@ -526,6 +527,9 @@ async def merge_profiles(
         "UPDATE event SET profile_id = $2 WHERE profile_id = $3 AND workspace_id IS NOT DISTINCT FROM $1",
         workspace_id, survivor_id, absorbed_id,
     )
+    # The survivor's computed traits now count the absorbed profile's events, whose own no
+    # longer hold: both join the incremental refresh.
+    await trait_service.enqueue_incremental_refresh(conn, workspace_id=workspace_id, profile_ids=[survivor_id, absorbed_id])
     await conn.execute(
         """INSERT INTO account_member (workspace_id, group_id, profile_id)
            SELECT workspace_id, group_id, $2 FROM account_member WHERE workspace_id = $1 AND profile_id = $3
@@ -726,6 +730,7 @@ async def split(
              AND e.message_id = m.message_id AND e.profile_id = $2""",
         workspace_id, survivor, restored, entry["id"],
     )
+    await trait_service.enqueue_incremental_refresh(conn, workspace_id=workspace_id, profile_ids=[survivor, restored])
     await conn.execute(
         "UPDATE profile SET merged_into = NULL, traits = $3::text::jsonb, updated_at = now() WHERE workspace_id = $1 AND id = $2",
         workspace_id, restored, orjson.dumps(_json(entry["absorbed_traits"])).decode(),

@@ -30,13 +30,14 @@ def queue_tables() -> frozenset[str]:
 Executor = AsyncSession | asyncpg.Connection
 
 
-async def _connection(db: Executor) -> asyncpg.Connection:
+async def connection(db: Executor) -> asyncpg.Connection:
+    """The asyncpg connection of an Executor (a session's, inside its transaction)."""
     return db if isinstance(db, asyncpg.Connection) else await raw_connection(db)
 
 
 async def _queries(db: Executor) -> Queries:
     # The driver only wraps the connection (it never closes it); building one is cheap.
-    return Queries(AsyncpgDriver(await _connection(db)))
+    return Queries(AsyncpgDriver(await connection(db)))
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -94,7 +95,7 @@ async def pending_state(db: Executor, *, dedupe_key: str) -> Literal["queued", "
     ON CONFLICT it never waits for a concurrent transaction holding the same key, and it does
     not fire the queue's NOTIFY trigger. Hot paths check this first and enqueue only when needed.
     """
-    conn = await _connection(db)
+    conn = await connection(db)
     table = db_settings().qualified.queue_table
     status = await conn.fetchval(
         f"SELECT status::text FROM {table} WHERE dedupe_key = $1 AND status IN ('queued', 'picked')",

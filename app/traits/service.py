@@ -204,13 +204,13 @@ def _incremental_key(workspace_id: uuid.UUID, bucket: int) -> str:
 
 
 async def enqueue_incremental_refresh(
-    session: AsyncSession,
+    db: queue.Executor,
     *,
     workspace_id: uuid.UUID,
     profile_ids: Sequence[uuid.UUID],
     delay_seconds: float | None = None,
 ) -> None:
-    """Refresh these profiles' traits soon: call it from ingest with the profiles a batch touched.
+    """Refresh these profiles' traits soon (their events changed: a merge, a split).
 
     Debounced: profiles join the current window (CLIENTELE_TRAITS_INCREMENTAL_DELAY_SECONDS)
     and one job per workspace and window refreshes them all when it closes, however many
@@ -221,9 +221,9 @@ async def enqueue_incremental_refresh(
     if not profile_ids:
         return
     delay = incremental_delay(delay_seconds)
-    conn = await raw_connection(session)
+    conn = await queue.connection(db)
     bucket, wait = await repository.mark_dirty(conn, workspace_id, profile_ids, delay)
-    await ensure_incremental_job(session, workspace_id=workspace_id, bucket=bucket, wait=wait, delay=delay)
+    await ensure_incremental_job(conn, workspace_id=workspace_id, bucket=bucket, wait=wait, delay=delay)
 
 
 def incremental_delay(delay_seconds: float | None = None) -> float:

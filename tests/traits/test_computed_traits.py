@@ -492,6 +492,48 @@ async def test_refresh_writes_only_what_changed_and_drops_what_no_longer_holds(
     assert set(await value_rows(session, ws, pid)) == set(before)
 
 
+async def test_a_merge_refreshes_both_profiles(client: httpx.AsyncClient, workspace: WorkspaceKeys, session) -> None:
+    ws = uuid.UUID(workspace.workspace_id)
+    anonymous_order = track("x", "Order Completed", 2, {"revenue": 10}, mid="mo1")
+    del anonymous_order["userId"]
+    anonymous_order["anonymousId"] = "anon-m"
+    await send(client, workspace, [anonymous_order, track("merger", "Order Completed", 1, {"revenue": 5}, mid="mo2")])
+
+    async def profile_of(type_: str, value: str) -> str:
+        resp = await client.get("/v1/profiles/lookup", params={"type": type_, "value": value},
+                                headers=workspace.admin_headers)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["id"]
+
+    revenue = {await profile_of("anonymous_id", "anon-m"): 10, await profile_of("user_id", "merger"): 5}
+    before = set(revenue)
+    assert len(before) == 2
+    await trait_service.refresh(session, workspace_id=ws)
+    assert [(await value_rows(session, ws, p))["order_count"][0] for p in before] == [1, 1]
+    await session.execute(sa.text("DELETE FROM computed_trait_dirty WHERE workspace_id = :ws"), {"ws": ws})
+
+    # The visitor identifies: one profile absorbs the other, and both are due a refresh.
+    await send(client, workspace, [{"type": "identify", "userId": "merger", "anonymousId": "anon-m", "messageId": "mi"}])
+    survivor = await profile_of("user_id", "merger")
+    (absorbed,) = before - {survivor}
+    assert await dirty_profiles(session, ws) == before
+    bucket = (await session.execute(sa.text(
+        "SELECT max(bucket) FROM computed_trait_dirty WHERE workspace_id = :ws"), {"ws": ws})).scalar()
+    await trait_service.run_incremental_refresh(session, workspace_id=ws, up_to_bucket=bucket)
+    assert (await value_rows(session, ws, survivor))["order_count"][0] == 2
+    assert (await value_rows(session, ws, survivor))["total_revenue"][0] == 15
+    assert await value_rows(session, ws, absorbed) == {}
+
+    # Splitting the merge gives each profile its own order back, at the next refresh.
+    split = await client.post(f"/v1/profiles/{absorbed}/split", headers=workspace.admin_headers)
+    assert split.status_code == 200, split.text
+    assert await dirty_profiles(session, ws) == before
+    bucket = (await session.execute(sa.text(
+        "SELECT max(bucket) FROM computed_trait_dirty WHERE workspace_id = :ws"), {"ws": ws})).scalar()
+    await trait_service.run_incremental_refresh(session, workspace_id=ws, up_to_bucket=bucket)
+    assert {p: (await value_rows(session, ws, p))["total_revenue"][0] for p in before} == revenue
+
+
 async def test_a_job_lost_from_the_queue_is_not_reused(client: httpx.AsyncClient, workspace: WorkspaceKeys, session) -> None:
     first = (await client.post("/v1/computed-traits/refresh", headers=workspace.admin_headers)).json()
     await session.execute(sa.text("DELETE FROM pgqueuer WHERE entrypoint = 'traits.refresh'"))  # purged by hand
