@@ -50,7 +50,6 @@ _ORDER_REVENUE = (
 )
 
 
-
 def _count(status: str) -> int:
     """Rows affected, from an asyncpg status string such as 'DELETE 42'."""
     return int(status.rsplit(" ", 1)[-1])
@@ -112,9 +111,10 @@ def _write_family(p: _Params, new: str, *, workspace: str, computed_at: str, nam
     No step is a join: the comparisons are set operations (`EXCEPT`, and a `GROUP BY` that
     finds the stored pairs `new` lacks, hashed or sorted) and the delete fetches its rows by
     their tuple ids (a row another transaction changed meanwhile is left alone). So the cost
-    follows the sizes involved whatever the planner estimates: a workspace its statistics do not know yet is estimated at one row,
-    and joins planned on that estimate (a nested loop over `new` per stored value, or probes
-    through the `(workspace_id, name)` index) ran past the statement timeout.
+    follows the sizes involved whatever the planner estimates: a workspace its statistics do
+    not know yet is estimated at one row, and joins planned on that estimate (a nested loop
+    over `new` per stored value, or probes through the `(workspace_id, name)` index) ran past
+    the statement timeout.
     """
     in_scope = f"AND v.profile_id = ANY({scope})" if scope is not None else ""
     return f"""

@@ -2,8 +2,9 @@
 
 A refresh holds the workspace's refresh lock for its transaction and stamps every value it
 changes with one `computed_at` (a value it finds unchanged keeps the stamp of the refresh that
-computed it); values that no longer hold go, so values always reflect one consistent pass. Other domains read values through `get_profile_values` and mark
-profiles touched by new events with `enqueue_incremental_refresh`.
+computed it); values that no longer hold go, so values always reflect one consistent pass.
+Other domains read values through `get_profile_values`; ingest marks the profiles whose new
+events can change a value, and merges and splits theirs with `enqueue_incremental_refresh`.
 """
 
 from __future__ import annotations
@@ -163,11 +164,11 @@ async def refresh(
     outcomes = [await repository.upsert_definition_values(conn, workspace_id, trait, **stamp) for trait in definitions]
     outcomes.append(await repository.upsert_order_values(conn, workspace_id, **stamp))
     outcomes.append(await repository.upsert_rfm(conn, workspace_id, **stamp))
-    clv_outcome, clv_written = await _refresh_clv(
+    clv_outcome, clv_scores = await _refresh_clv(
         session, workspace_id=workspace_id, computed_at=computed_at, profiles=profiles,
         refit_after=clv_refit_after if profiles is None else None,
     )
-    outcomes.append(clv_written)
+    outcomes.append(clv_scores)
     removed = sum(o.removed for o in outcomes)
     if profiles is None:
         owned = [t.name for t in definitions] + list(BUILT_IN_TRAITS)
