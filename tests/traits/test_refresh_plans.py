@@ -12,10 +12,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.traits import repository
+from app.traits import service as trait_service
+from tests.conftest import WorkspaceKeys
 from tests.identity.test_query_plans import explain, nodes
+from tests.traits.test_computed_traits import profile_ids, send, track
 
 
 class Capture:
@@ -25,9 +30,46 @@ class Capture:
         self.sql = ""
         self.args: tuple[Any, ...] = ()
 
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, int]:
-        self.sql, self.args = sql, args
+    async def prepare(self, sql: str) -> Capture:
+        self.sql = sql
+        return self
+
+    async def fetchrow(self, *args: Any) -> dict[str, int]:
+        self.args = args
         return {"written": 0, "removed": 0}
+
+
+class Recording:
+    """A refresh's asyncpg connection, recording which statements went through asyncpg's
+    statement cache (`fetch...`, `execute`) and which were prepared for one execution."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cached: list[str] = []
+        self.prepared: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def prepare(self, sql: str, **kwargs: Any) -> Any:
+        self.prepared.append(sql)
+        return await self.conn.prepare(sql, **kwargs)
+
+    async def _cached(self, method: str, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self.cached.append(sql)
+        return await getattr(self.conn, method)(sql, *args, **kwargs)
+
+    async def fetch(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._cached("fetch", sql, *args, **kwargs)
+
+    async def fetchrow(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._cached("fetchrow", sql, *args, **kwargs)
+
+    async def fetchval(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._cached("fetchval", sql, *args, **kwargs)
+
+    async def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._cached("execute", sql, *args, **kwargs)
 
 
 def per_row_reads(plan: Any) -> list[str]:
@@ -69,3 +111,31 @@ async def test_a_new_workspace_compares_and_removes_values_without_per_row_scans
         capture, new, computed_at=datetime.now(UTC), profiles=repository.ProfileSet(scope)
     )
     assert per_row_reads(await explain(raw, capture.sql, *capture.args)) == []
+
+
+async def test_statements_over_a_profile_set_are_planned_for_its_values(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements that bind the refresh's profiles are prepared for one execution, so they are
+    planned for that array (asyncpg's cache would let PostgreSQL switch them to a generic plan
+    that scans the array for every event read), and the transaction keeps the default
+    plan_cache_mode (forcing custom plans replanned every foreign-key check, once per value
+    inserted)."""
+    ws = uuid.UUID(workspace.workspace_id)
+    await send(client, workspace, [track("plan", "Order Completed", 1, {"revenue": 10}, mid="pl1")])
+    pid = uuid.UUID((await profile_ids(client, workspace))["plan"])
+    recordings: list[Recording] = []
+    original = trait_service.raw_connection
+
+    async def recorded(s: AsyncSession) -> Recording:
+        recordings.append(Recording(await original(s)))
+        return recordings[-1]
+
+    monkeypatch.setattr(trait_service, "raw_connection", recorded)
+    result = await trait_service.refresh(session, workspace_id=ws, profile_ids=[pid])
+    assert result["values_written"] == 10  # 5 order built-ins, 5 RFM scores
+    cached = [sql for r in recordings for sql in r.cached]
+    prepared = [sql for r in recordings for sql in r.prepared]
+    assert [sql for sql in cached if "::uuid[]" in sql] == []
+    assert len([sql for sql in prepared if "::uuid[]" in sql]) >= 3  # order built-ins, RFM, CLV scores
+    assert await recordings[0].conn.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
