@@ -53,6 +53,8 @@ class ComputedTraitValue(SQLModel, table=True):
         ),
         # One trait across the workspace's profiles (RFM ranking, segments).
         sa.Index("ix_computed_trait_value_workspace_id_name", "workspace_id", "name"),
+        # Room on each page for refreshes to update values in place (migration 0011).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))

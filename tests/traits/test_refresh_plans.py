@@ -139,3 +139,28 @@ async def test_statements_over_a_profile_set_are_planned_for_its_values(
     assert [sql for sql in cached if "::uuid[]" in sql] == []
     assert len([sql for sql in prepared if "::uuid[]" in sql]) >= 3  # order built-ins, RFM, CLV scores
     assert await recordings[0].conn.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
+
+
+async def test_refreshed_values_are_updated_in_place(connection: AsyncConnection) -> None:
+    """Migration 0011 (fillfactor 70): pages keep room, so a value rewritten by a refresh
+    stays on its page without new index entries (a HOT update). On full pages (the default
+    fillfactor) nearly none would."""
+    raw = (await connection.get_raw_connection()).driver_connection
+    await connection.exec_driver_sql("SELECT 1")  # begin the test's transaction
+    ws = uuid.uuid4()
+    await raw.execute("INSERT INTO workspace (id, name) VALUES ($1, 'hot')", ws)
+    await raw.execute(
+        """WITH p AS (INSERT INTO profile (workspace_id, id) SELECT $1, gen_random_uuid() FROM generate_series(1, 500)
+                      RETURNING workspace_id, id)
+           INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
+           SELECT p.workspace_id, p.id, n, '1', now() FROM p, unnest($2::text[]) AS n""",
+        ws, list(repository.ORDER_TRAITS),
+    )
+    before = await raw.fetchval(
+        "SELECT n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'computed_trait_value'"
+    )
+    await raw.execute("UPDATE computed_trait_value SET value = '2', computed_at = now() WHERE workspace_id = $1", ws)
+    hot = await raw.fetchval(
+        "SELECT n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'computed_trait_value'"
+    ) - before
+    assert hot >= 0.25 * 2_500, hot  # about 40% when every value of a page changes at once
