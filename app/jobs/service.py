@@ -7,6 +7,7 @@ back and records `failed` in a transaction of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +27,25 @@ from app.jobs.models import Job
 log = logging.getLogger("clientele.jobs")
 
 Work = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+Retry = Callable[[Exception], bool]
 _NOW = sa.func.clock_timestamp()  # wall time of the transition, not of its transaction's start
+ATTEMPTS = 3  # in all, for work that may lose a race with concurrent writes (see run_committed)
+
+
+async def run_committed(db: Database, work: Work, *, retry: Retry | None = None) -> dict[str, Any]:
+    """`work` in a transaction of its own, committed when it returns. When it fails with an
+    error `retry` accepts (one that rolled the whole transaction back, such as a deadlock), it
+    runs again in a fresh transaction, up to ATTEMPTS times in all."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with standalone_session(db) as session:
+                return await work(session)
+        except Exception as exc:
+            if retry is None or attempt == ATTEMPTS or not retry(exc):
+                raise
+            log.warning("job transaction retried", extra={"attempt": attempt, "error": type(exc).__name__})
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 async def submit(
@@ -74,8 +93,11 @@ async def run_inline(
     return done
 
 
-async def execute(db: Database, *, payload: Mapping[str, Any], work: Work) -> dict[str, Any] | None:
-    """Run a queued job's work in the worker. Untracked jobs (no `job_id`) just run.
+async def execute(
+    db: Database, *, payload: Mapping[str, Any], work: Work, retry: Retry | None = None
+) -> dict[str, Any] | None:
+    """Run a queued job's work in the worker. Untracked jobs (no `job_id`) just run. `retry`:
+    which failures to run again (see run_committed) before the job counts as failed.
 
     Returns the work's result, or None when a tracked job was already finished (pgqueuer
     re-delivers a job whose worker died; the first run's outcome stands) or no longer exists.
@@ -91,15 +113,18 @@ async def execute(db: Database, *, payload: Mapping[str, Any], work: Work) -> di
         if started is None:
             log.info("job skipped: finished or deleted", extra={"job_id": str(job_id)})
             return None
+
+    async def work_and_mark_done(session: AsyncSession) -> dict[str, Any]:
+        result = await work(session)
+        if job_id is not None:
+            await repository.update_job(
+                session, workspace_id, job_id, only_if=("running",),
+                status="done", result=result, error=None, finished_at=_NOW,
+            )
+        return result
+
     try:
-        async with standalone_session(db) as session:
-            result = await work(session)
-            if job_id is not None:
-                await repository.update_job(
-                    session, workspace_id, job_id, only_if=("running",),
-                    status="done", result=result, error=None, finished_at=_NOW,
-                )
-            return result
+        return await run_committed(db, work_and_mark_done, retry=retry)
     except Exception as exc:
         if job_id is not None:
             async with standalone_session(db) as session:

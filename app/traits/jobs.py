@@ -24,15 +24,19 @@ async def run_refresh(ctx: JobContext, payload: dict[str, Any]) -> Any:
         work=lambda session: service.refresh(
             session, workspace_id=workspace_id, clv_refit_after=service.clv_refit_after(ctx.settings)
         ),
+        retry=service.lost_race,
     )
 
 
 async def run_incremental(ctx: JobContext, payload: dict[str, Any]) -> Any:
     workspace_id = uuid.UUID(str(payload["workspace_id"]))
-    async with standalone_session(ctx.db) as session:
-        return await service.run_incremental_refresh(
+    return await job_service.run_committed(
+        ctx.db,
+        lambda session: service.run_incremental_refresh(
             session, workspace_id=workspace_id, up_to_bucket=int(payload["bucket"])
-        )
+        ),
+        retry=service.lost_race,
+    )
 
 
 async def refresh_all(db: Database) -> int:

@@ -262,6 +262,26 @@ _window_job_seen: dict[tuple[uuid.UUID, int], float] = {}
 _WINDOW_MARGIN_SECONDS = 1.0
 
 
+# SQLSTATEs of a refresh that lost a race with a merge, split or erasure: a deadlock (both
+# lock rows of the same profile, in different orders), or a value written for a profile
+# deleted while the statement ran (its row was gone when the upsert came to it, so it
+# inserted one, and the foreign-key check found no profile).
+_LOST_RACE = frozenset({"40P01", "23503"})
+
+
+def lost_race(exc: Exception) -> bool:
+    """Whether a refresh failed only because of concurrent writes. It rolled back entirely,
+    with its claim of the dirty marks, so running it again in a new transaction is safe."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # asyncpg's own error, or SQLAlchemy's wrapping
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) in _LOST_RACE:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
 async def run_incremental_refresh(session: AsyncSession, *, workspace_id: uuid.UUID, up_to_bucket: int) -> dict[str, Any]:
     """The job of a closed window: refresh every profile marked up to it."""
     conn = await raw_connection(session)
