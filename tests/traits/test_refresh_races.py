@@ -14,6 +14,7 @@ import uuid
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -90,3 +91,35 @@ def test_only_races_count_as_lost() -> None:
     assert trait_service.lost_race(asyncpg.exceptions.ForeignKeyViolationError("no profile"))
     assert not trait_service.lost_race(asyncpg.exceptions.UndefinedColumnError("a bug"))
     assert not trait_service.lost_race(ValueError("not a database error"))
+
+
+async def test_a_queued_full_refresh_that_deadlocks_runs_again_and_is_done(
+    committed_app, engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(engine, settings)
+    ws = uuid.uuid4()
+    await job_service.run_committed(db, lambda s: _create_workspace(s, ws))
+    job = await job_service.run_committed(db, lambda s: trait_service.request_refresh(s, workspace_id=ws))
+    real_refresh, calls = trait_service.refresh, []
+
+    async def deadlocks_once(session, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return await real_refresh(session, **kwargs)
+
+    monkeypatch.setattr(trait_service, "refresh", deadlocks_once)
+    result = await trait_jobs.run_refresh(
+        JobContext(db, settings), {"workspace_id": str(ws), "job_id": str(job.id)}
+    )
+    assert len(calls) == 2 and result["mode"] == "full"
+    done = await job_service.run_committed(
+        db, lambda s: job_service.get_job(s, workspace_id=ws, job_id=job.id, task_prefix="traits.")
+    )
+    assert (done.status, done.error) == ("done", None)
+
+
+async def _create_workspace(session, workspace_id: uuid.UUID) -> None:
+    await session.execute(
+        sa.text("INSERT INTO workspace (id, name) VALUES (:id, 'refresh retry')"), {"id": workspace_id}
+    )
