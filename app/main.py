@@ -16,7 +16,8 @@ from app.core.config import Settings, get_settings
 from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, DirectRoutes, RequestContextMiddleware
+from app.ingest import router as ingest_router
 from app.ingest.schemas import EXTRA_SCHEMAS
 from app.ingest.throttle import IngestGate
 from app.jobs.worker import Worker
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db_concurrency=settings.ingest_db_concurrency,
     )
     single = settings.ingest_max_message_bytes
+    app.add_middleware(DirectRoutes, routes={("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE)})
     app.add_middleware(
         BodySizeLimitMiddleware,
         default=settings.max_body_bytes,

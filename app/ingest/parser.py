@@ -199,9 +199,13 @@ def _normalize_uncached(type_: str, raw: Any, identity: IdentitySettings) -> Any
 # The same people send message after message, so normalisation is memoised: one plain dict per
 # settings object (settings are immutable and shared per workspace configuration, see
 # identity_settings_from), keyed by (type, raw value), and the keys of the commonest message
-# (userId and anonymousId only) by the pair. Plain dicts keep the hit cheap: hashing the
+# (userId and anonymousId only) under (_IDS, userId, anonymousId). Plain dicts keep the hit cheap: hashing the
 # settings object on every look-up cost more than the normalisation it saved.
 _MAX_CACHED = 100_000
+# Marks the memo of a message's whole key set, (_IDS, userId, anonymousId): three items, so it
+# never meets a (type, raw value) entry (a userId "email" with an anonymousId equal to some
+# email would have).
+_IDS = "ids"
 _caches: dict[int, tuple[IdentitySettings, dict[Any, Any]]] = {}
 
 
@@ -228,7 +232,7 @@ def _collect_keys(
     """The message's identifiers, normalised, and the same as (type, value) pairs."""
     simple = not (traits and ("email" in traits or "phone" in traits)) and not ctx_traits and not external
     if simple:
-        hit = cache.get((user_id, anonymous_id))
+        hit = cache.get((_IDS, user_id, anonymous_id))
         if hit is not None:
             return hit
     keys: list[Key] = []
@@ -266,7 +270,7 @@ def _collect_keys(
                     add(type_, item.get("id"))
     found = (tuple(keys), tuple((k.type, k.value) for k in keys))
     if simple:
-        cache[(user_id, anonymous_id)] = found
+        cache[(_IDS, user_id, anonymous_id)] = found
     return found
 
 
@@ -564,10 +568,140 @@ def _raw_object(raw: msgspec.Raw) -> msgspec.Raw | None:
     return raw
 
 
+class _Common(msgspec.Struct, gc=False):
+    """The commonest message, for `_parse_common`: a track, page or screen with string ids.
+    Fields that other shapes use are declared only to notice them (msgspec skips the rest)."""
+
+    type: str
+    messageId: str
+    userId: str | None = None
+    anonymousId: str | None = None
+    event: str | None = None
+    name: str | None = None
+    timestamp: str | None = None
+    sentAt: str | None = None
+    user_id: Any = None
+    anonymous_id: Any = None
+    originalTimestamp: Any = None
+    properties: msgspec.Raw = _NULL
+    traits: msgspec.Raw = _NULL
+    context: msgspec.Raw = _NULL
+    integrations: msgspec.Raw = _NULL
+
+
+_common_decoder = msgspec.json.Decoder(_Common)
+_COMMON_TYPES = frozenset({"track", "page", "screen"})
+_fromisoformat = datetime.fromisoformat
+
+
+def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage | None:
+    """Nearly all traffic, in one pass: `_build`'s rules specialised to a track, page or screen
+    message with string ids, an ISO 8601 timestamp, no traits and nothing the rules reject.
+    Anything else returns None, and the general fast path (then perhaps the slow one) decides,
+    so this path never rejects and never differs (tests/ingest/test_parser.py)."""
+    try:
+        c = _common_decoder.decode(data)
+    except msgspec.ValidationError:
+        return None
+    mtype = c.type
+    if (
+        mtype not in _COMMON_TYPES or c.traits is not _NULL or c.user_id is not None or c.anonymous_id is not None
+        or c.originalTimestamp is not None
+    ):
+        return None
+    user_id, anonymous_id, message_id = c.userId, c.anonymousId, c.messageId
+    if user_id is not None:
+        if len(user_id) > MAX_ID_LENGTH:
+            return None
+        user_id = user_id.strip() or None
+    if anonymous_id is not None:
+        if len(anonymous_id) > MAX_ID_LENGTH:
+            return None
+        anonymous_id = anonymous_id.strip() or None
+    blocked = opts.identity.blocked_values
+    if (user_id is None and anonymous_id is None) or (user_id is not None and user_id.casefold() in blocked) or (
+        anonymous_id is not None and anonymous_id.casefold() in blocked
+    ):
+        return None  # no usable id, or a placeholder one: the general path decides
+    message_id = message_id.strip()
+    if not message_id or len(message_id) > MAX_ID_LENGTH:
+        return None
+    event = name = None
+    if mtype == "track":
+        event = c.event
+        if event is None or len(event) > MAX_NAME_LENGTH:
+            return None
+        event = event.strip()
+        if not event:
+            return None
+    elif c.name is not None:
+        if len(c.name) > MAX_NAME_LENGTH:
+            return None
+        name = c.name.strip() or None
+    try:
+        original = None if c.timestamp is None else _fromisoformat(c.timestamp)
+        sent_at = opts.batch_sent_at if c.sentAt is None else _fromisoformat(c.sentAt)
+    except ValueError:
+        return None
+    if original is not None:
+        if original.tzinfo is None:
+            original = original.replace(tzinfo=UTC)
+        if original.year < 1970:
+            return None
+    if sent_at is not None and c.sentAt is not None:
+        if sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=UTC)
+        if sent_at.year < 1970:
+            return None
+    received_at = opts.received_at
+    if original is None:
+        corrected = received_at
+    elif sent_at is not None:
+        corrected = received_at - (sent_at - original)
+    else:
+        corrected = original
+    clamped = False
+    if corrected > received_at + opts.future_tolerance:
+        corrected, clamped = received_at, True
+    context = None if c.context is _NULL else _raw_object(c.context)
+    ctx_traits = external = None
+    # (Searched in the whole message first: most have none of these anywhere.)
+    if context is not None and (b'"traits' in data or b'"externalIds"' in data or b"\\u" in data):
+        ctx = bytes(context)
+        if b'"traits' in ctx or b'"externalIds"' in ctx or b"\\u" in ctx:
+            peek = _peek_decoder.decode(ctx)
+            if peek.traits_set_once is not None or peek.traits_unset is not None:
+                return None
+            ctx_traits, external = peek.traits, peek.externalIds
+    # _collect_keys' memo, read inline for the usual message (ids only).
+    found = opts.key_cache.get((_IDS, user_id, anonymous_id)) if not ctx_traits and not external else None
+    if found is None:
+        found = _collect_keys(user_id, anonymous_id, _NO_TRAITS, ctx_traits, external, opts.identity, opts.key_cache)
+    keys, pairs = found
+    if not keys:
+        return None
+    parsed = ParsedMessage(
+        index, message_id, mtype, user_id, anonymous_id, event, name, None, None, {}, corrected, original, sent_at,
+        received_at, clamped, keys, pairs,
+    )
+    parsed.row = _encode(_EventRow(
+        message_id, mtype, corrected, event, name, user_id, anonymous_id, None, None, original, sent_at,
+        None if c.properties is _NULL else _raw_object(c.properties), None, context,
+        None if c.integrations is _NULL else _raw_object(c.integrations), clamped,
+    ))
+    return parsed
+
+
+_NO_TRAITS: dict[str, Any] = {}
+
+
 def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessage:
     data = bytes(raw)
     if len(data) > opts.max_message_bytes or (b"\\u0000" in data and _NUL_ESCAPE.search(data) is not None):
         raise _SlowPath  # oversized, or a NUL: the slow path rejects it with the precise reason
+    parsed = _parse_common(data, index, opts)
+    if parsed is not None:
+        return parsed
     try:
         wire = _wire_decoder.decode(data)
     except msgspec.ValidationError:

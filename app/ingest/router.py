@@ -127,6 +127,13 @@ async def batch(request: Request, _: BasicCredentials) -> Response:
     """Up to 2,500 messages and 500 KB (gzip allowed). Each message is accepted, a duplicate
     (same messageId as one already stored), or rejected with its index and reason; a rejected
     message never affects the others."""
+    return await direct_batch(request)
+
+
+async def direct_batch(request: Request) -> Response:
+    """`batch` without FastAPI's routing and dependencies: app.main serves POST /v1/batch
+    through core.middleware.DirectRoutes with it (the route above documents it and takes any
+    request that does not go that way). Credentials are read by authenticate_write_key."""
     settings = request.app.state.settings
     body = await _read_body(request, settings.ingest_max_batch_bytes)
     decoded = decode_batch_body(body)
@@ -155,6 +162,9 @@ async def batch(request: Request, _: BasicCredentials) -> Response:
         integrations=decoded.integrations, forced_type=None, parse=lambda opts: parse(decoded.messages, opts),
     )
     return outcome.response()
+
+
+BATCH_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is batch)
 
 
 def _single(message_type: str):

@@ -134,3 +134,54 @@ def test_size_is_the_messages_own_bytes() -> None:
     ok, rejected = parse_raw_batch(decoded.messages, opts)
     assert [p.index for p in ok] == [0]
     assert [(r.index, r.code) for r in rejected] == [(1, "oversized")]
+
+
+def test_a_message_whose_ids_look_like_a_memo_entry_gets_its_own_keys() -> None:
+    # The memo holds (type, raw value) entries and each message's whole key set; a userId
+    # "email" next to an anonymousId equal to an email seen before must not read the former.
+    messages = [
+        {"type": "identify", "messageId": "c1", "userId": "u1", "traits": {"email": "x@example.com"}},
+        {"type": "track", "messageId": "c2", "userId": "email", "anonymousId": "x@example.com", "event": "E"},
+    ]
+    (fast, fast_rej), (slow, slow_rej) = both(messages)
+    assert fast_rej == slow_rej == []
+    assert fast[1].pairs == slow[1].pairs == (("user_id", "email"), ("anonymous_id", "x@example.com"))
+
+
+COMMON_SHAPES: list[dict] = [
+    {"type": "track", "messageId": "s1", "userId": "u", "anonymousId": "a", "event": "Viewed",
+     "timestamp": "2026-11-23T11:00:00.123456Z", "properties": {"p": 1}, "context": {"ip": "203.0.113.1"}},
+    {"type": "track", "messageId": " s2 ", "userId": " u ", "event": " Viewed ", "timestamp": "2026-11-23T12:00:00+02:00",
+     "sentAt": "2026-11-23T12:00:03+02:00", "integrations": {"All": False}},
+    {"type": "page", "messageId": "s3", "anonymousId": "a", "name": " Home ", "timestamp": "2026-11-23T09:00:00"},
+    {"type": "screen", "messageId": "s4", "userId": "u", "name": None},
+    {"type": "track", "messageId": "s5", "userId": "u", "event": "Later", "timestamp": "2031-01-01T00:00:00Z"},
+    {"type": "track", "messageId": "s6", "userId": "u", "event": "Ctx", "context": {"traits": {"email": "C@Example.com"}}},
+    {"type": "track", "messageId": "s7", "userId": "u", "event": "Ext",
+     "context": {"externalIds": [{"type": "crm", "id": "9"}]}},
+]
+UNCOMMON_SHAPES: list[dict] = [
+    {"type": "identify", "messageId": "n1", "userId": "u"},
+    {"type": "track", "messageId": "n2", "userId": 7, "event": "E"},
+    {"type": "track", "messageId": "n3", "userId": "u", "event": "E", "traits": {"email": "t@example.com"}},
+    {"type": "track", "messageId": "n4", "user_id": "snake", "event": "E"},
+    {"type": "track", "messageId": "n5", "userId": "u", "event": "E", "originalTimestamp": "2026-11-23T10:00:00Z"},
+    {"type": "track", "messageId": "n6", "userId": "null", "anonymousId": "a", "event": "E"},
+    {"type": "track", "messageId": "n7", "userId": "u", "event": "E", "timestamp": "1969-12-31T00:00:00Z"},
+    {"type": "track", "messageId": "n8", "userId": "u", "event": "E", "context": {"traits_unset": ["plan"]}},
+    {"type": "track", "messageId": "n9", "userId": "u", "event": "   "},
+    {"type": "Track", "messageId": "n10", "userId": "u", "event": "E"},
+]
+
+
+@pytest.mark.parametrize("message", COMMON_SHAPES + UNCOMMON_SHAPES, ids=lambda m: m["messageId"].strip())
+def test_the_common_path_takes_the_usual_shapes_and_agrees(monkeypatch: pytest.MonkeyPatch, message: dict) -> None:
+    data = orjson.dumps(message)
+    common = parser._parse_common(data, 0, OPTS)
+    assert (common is not None) is (message in COMMON_SHAPES)
+    monkeypatch.setattr(parser, "_parse_common", lambda *a: None)
+    (general_ok, general_rej), (slow_ok, slow_rej) = both([message])
+    assert general_rej == slow_rej
+    assert [fields(p) for p in general_ok] == [fields(p) for p in slow_ok]
+    if common is not None:
+        assert [fields(common)] == [fields(p) for p in general_ok]
