@@ -665,14 +665,11 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
         corrected, clamped = received_at, True
     context = None if c.context is _NULL else _raw_object(c.context)
     ctx_traits = external = None
-    # (Searched in the whole message first: most have none of these anywhere.)
-    if context is not None and (b'"traits' in data or b'"externalIds"' in data or b"\\u" in data):
-        ctx = bytes(context)
-        if b'"traits' in ctx or b'"externalIds"' in ctx or b"\\u" in ctx:
-            peek = _peek_decoder.decode(ctx)
-            if peek.traits_set_once is not None or peek.traits_unset is not None:
-                return None
-            ctx_traits, external = peek.traits, peek.externalIds
+    if context is not None:
+        peek = _peek_decoder.decode(context)
+        if peek.traits_set_once is not None or peek.traits_unset is not None:
+            return None
+        ctx_traits, external = peek.traits, peek.externalIds
     # _collect_keys' memo, read inline for the usual message (ids only).
     found = opts.key_cache.get((_IDS, user_id, anonymous_id)) if not ctx_traits and not external else None
     if found is None:
@@ -695,9 +692,11 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
 _NO_TRAITS: dict[str, Any] = {}
 
 
-def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessage:
+def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions, nul_free: bool = False) -> ParsedMessage:
     data = bytes(raw)
-    if len(data) > opts.max_message_bytes or (b"\\u0000" in data and _NUL_ESCAPE.search(data) is not None):
+    if len(data) > opts.max_message_bytes or (
+        not nul_free and b"\\u0000" in data and _NUL_ESCAPE.search(data) is not None
+    ):
         raise _SlowPath  # oversized, or a NUL: the slow path rejects it with the precise reason
     parsed = _parse_common(data, index, opts)
     if parsed is not None:
@@ -715,12 +714,8 @@ def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions) -> ParsedMessa
     integrations = None if wire.integrations is _NULL else _raw_object(wire.integrations)
     raw_traits = None if wire.traits is _NULL else _raw_object(wire.traits)
     traits = _dict_decoder.decode(raw_traits) if raw_traits is not None else {}
-    peek = _NO_PEEK
-    # A key spelled with \u escapes would hide from the byte search: decode then too.
-    if context is not None:
-        ctx = bytes(context)
-        if b'"traits' in ctx or b'"externalIds"' in ctx or b"\\u" in ctx:  # (a regex is ten times slower)
-            peek = _peek_decoder.decode(ctx)
+    # (Decoding the four keys, skipping the rest, is cheaper than searching the bytes for them.)
+    peek = _NO_PEEK if context is None else _peek_decoder.decode(context)
     timestamp = wire.timestamp
     parsed = _build(
         index, opts, opts.forced_type or wire.type,
@@ -744,6 +739,7 @@ class BatchBody:
     sent_at: Any
     context: Any
     integrations: Any
+    nul_free: bool = False  # the body has no \u0000 escape at all: no message needs the NUL check
 
 
 def decode_batch_body(body: bytes) -> BatchBody | None:
@@ -753,18 +749,21 @@ def decode_batch_body(body: bytes) -> BatchBody | None:
         env = _envelope_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations)
+    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, b"\\u0000" not in body)
 
 
-def parse_raw_batch(messages: list[msgspec.Raw], opts: ParseOptions) -> tuple[list[ParsedMessage], list[Rejection]]:
-    """`parse_batch` over messages still in their JSON bytes."""
+def parse_raw_batch(
+    messages: list[msgspec.Raw], opts: ParseOptions, nul_free: bool = False
+) -> tuple[list[ParsedMessage], list[Rejection]]:
+    """`parse_batch` over messages still in their JSON bytes (`nul_free`: their body has no
+    \\u0000 escape, see BatchBody)."""
     fast = not opts.batch_context and not opts.batch_integrations
     ok: list[ParsedMessage] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(messages):
         if fast:
             try:
-                ok.append(_parse_fast(raw, index, opts))
+                ok.append(_parse_fast(raw, index, opts, nul_free))
                 continue
             except (_SlowPath, MessageError):
                 pass  # the slow path gives the precise reason, or takes the unusual shape

@@ -5,9 +5,10 @@ workspace's write key and change nothing else."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -150,7 +151,7 @@ async def direct_batch(request: Request) -> Response:
                             payload.get("integrations"))
         parse = parse_batch
     else:
-        parse = parse_raw_batch
+        parse = partial(parse_raw_batch, nul_free=decoded.nul_free)
     if len(decoded.messages) > settings.ingest_max_batch_messages:
         raise PayloadTooLarge(
             f"The batch has {len(decoded.messages)} messages; the limit is {settings.ingest_max_batch_messages}."
