@@ -43,6 +43,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.core.ids import uuid7  # noqa: E402
 from app.ingest.repository import INSERT_EVENTS  # noqa: E402  (ingest's event insert, without its dirty mark)
 
 ORDER = "Order Completed"
@@ -169,17 +170,32 @@ async def http_phase(url: str, write_key: str, bodies: list[bytes], concurrency:
     return time.perf_counter() - t0, accepted, throttled
 
 
-def raw_rows(batch: list[dict]) -> tuple[str, list[uuid.UUID]]:
-    """The batch as INSERT_EVENTS takes it (rows, profile ids), built before the clock starts."""
+def raw_rows(batch: list[dict], profiles: dict[str, uuid.UUID]) -> tuple[str, list[uuid.UUID]]:
+    """The batch as INSERT_EVENTS takes it (rows, profile ids), built before the clock starts.
+
+    Each person keeps one profile id (`profiles`), time-ordered like the server's and made when
+    the phase first meets them, so the event indexes get the ids ingest gives them. (Until the
+    seventh session each event had a random id of its own, which the profile index spread
+    everywhere; not the same rows.)"""
     rows = [{"message_id": m["messageId"], "type": "track", "event": m["event"], "user_id": m["userId"],
              "anonymous_id": m["anonymousId"], "properties": m["properties"], "context": m["context"],
              "ts": m["timestamp"], "original_ts": m["timestamp"]} for m in batch]
-    return orjson.dumps(rows).decode(), [uuid.uuid4() for _ in batch]
+    ids = []
+    for m in batch:
+        pid = profiles.get(m["userId"])
+        if pid is None:
+            pid = profiles[m["userId"]] = uuid7()
+        ids.append(pid)
+    return orjson.dumps(rows).decode(), ids
 
 
-async def raw_phase(dsn: str, workspace_id: uuid.UUID, batches: list[list[dict]], concurrency: int) -> tuple[float, int]:
+async def raw_phase(
+    dsn: str, workspace_id: uuid.UUID, batches: list[list[dict]], concurrency: int,
+    profiles: dict[str, uuid.UUID] | None = None,
+) -> tuple[float, int]:
     received = datetime.now(UTC)
-    prepared = [raw_rows(b) for b in batches]  # serialisation outside the timed part
+    profiles = {} if profiles is None else profiles
+    prepared = [raw_rows(b, profiles) for b in batches]  # serialisation outside the timed part
     pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
     queue: asyncio.Queue[tuple[str, list[uuid.UUID]]] = asyncio.Queue()
     for p in prepared:
@@ -281,6 +297,7 @@ async def main() -> None:
                 warm = [orjson.dumps({"batch": everyone[i:i + size]}) for i in range(0, len(everyone), size)]
                 await http_phase(url, ws_http["write_key"], warm, args.concurrency)
                 rounds = []
+                raw_profiles: dict[str, uuid.UUID] = {}  # person -> profile id, kept across rounds
                 for n in range(args.rounds):
                     # Alternate the phases, and which goes first: the machine's speed drifts
                     # (shared hosts), and the event table and its indexes grow with every
@@ -304,7 +321,8 @@ async def main() -> None:
                                 t, a, th = await http_phase(url, ws_http["write_key"], bodies[part], args.concurrency)
                                 t_http, accepted, throttled = t_http + t, accepted + a, throttled + th
                             else:
-                                t, ins = await raw_phase(dsn, raw_ws, raw_batches[part], args.concurrency)
+                                t, ins = await raw_phase(dsn, raw_ws, raw_batches[part], args.concurrency,
+                                                         raw_profiles)
                                 t_raw, inserted = t_raw + t, inserted + ins
                     rounds.append({
                         "messages": accepted, "http_events_per_s": round(accepted / t_http),
