@@ -434,7 +434,7 @@ def _row(m: ParsedMessage, properties: Any, traits: Any, context: Any, integrati
 
 def has_nul(serialized: bytes) -> bool:
     """Whether this JSON text holds a NUL character (as the \\u0000 escape JSON requires)."""
-    return b"\\u0000" in serialized and _NUL_ESCAPE.search(serialized) is not None
+    return b"\\" in serialized and b"\\u0000" in serialized and _NUL_ESCAPE.search(serialized) is not None
 
 
 def _size_and_nul(serialized: bytes, max_message_bytes: int) -> None:
@@ -694,9 +694,7 @@ _NO_TRAITS: dict[str, Any] = {}
 
 def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions, nul_free: bool = False) -> ParsedMessage:
     data = bytes(raw)
-    if len(data) > opts.max_message_bytes or (
-        not nul_free and b"\\u0000" in data and _NUL_ESCAPE.search(data) is not None
-    ):
+    if len(data) > opts.max_message_bytes or (not nul_free and has_nul(data)):
         raise _SlowPath  # oversized, or a NUL: the slow path rejects it with the precise reason
     parsed = _parse_common(data, index, opts)
     if parsed is not None:
@@ -749,7 +747,10 @@ def decode_batch_body(body: bytes) -> BatchBody | None:
         env = _envelope_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, b"\\u0000" not in body)
+    # (A single byte is found with memchr, many times faster than the six: most bodies have no
+    # backslash at all.)
+    nul_free = b"\\" not in body or b"\\u0000" not in body
+    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, nul_free)
 
 
 def parse_raw_batch(
