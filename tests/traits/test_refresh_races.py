@@ -93,6 +93,23 @@ def test_only_races_count_as_lost() -> None:
     assert not trait_service.lost_race(ValueError("not a database error"))
 
 
+async def test_a_race_wrapped_by_sqlalchemy_counts_as_lost(session, workspace) -> None:
+    # Through an ORM session the driver's error arrives wrapped (IntegrityError -> the
+    # adapter's error -> asyncpg's): a value for a profile that does not exist, as when a merge
+    # deleted it under a refresh, must still read as a lost race; a plain bug must not.
+    with pytest.raises(sa.exc.IntegrityError) as raised:
+        async with session.begin_nested():
+            await session.execute(sa.text(
+                "INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at) "
+                "VALUES (:workspace, :profile, 'x', '1'::jsonb, now())"
+            ).bindparams(workspace=uuid.UUID(workspace.workspace_id), profile=uuid.uuid4()))
+    assert trait_service.lost_race(raised.value)
+    with pytest.raises(sa.exc.ProgrammingError) as bug:
+        async with session.begin_nested():
+            await session.execute(sa.text("SELECT no_such_column FROM workspace"))
+    assert not trait_service.lost_race(bug.value)
+
+
 async def test_a_queued_full_refresh_that_deadlocks_runs_again_and_is_done(
     committed_app, engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
