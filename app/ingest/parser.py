@@ -274,7 +274,20 @@ def _collect_keys(
     return found
 
 
-_ABSENT: Any = object()
+def _corrected_time(
+    received_at: datetime, original: datetime | None, sent_at: datetime | None, future_tolerance: timedelta
+) -> tuple[datetime, bool]:
+    """The event's time and whether it was clamped: Segment's skew correction (the client's
+    clock is off by sentAt - receivedAt), and a time too far in the future becomes receivedAt."""
+    if original is None:
+        corrected = received_at
+    elif sent_at is not None:
+        corrected = received_at - (sent_at - original)
+    else:
+        corrected = original
+    if corrected > received_at + future_tolerance:
+        return received_at, True
+    return corrected, False
 
 
 def _build(
@@ -361,16 +374,7 @@ def _build(
     received_at = opts.received_at
     original = parse_timestamp(timestamp_raw, "timestamp")
     sent_at = parse_timestamp(sent_at_raw, "sentAt") or opts.batch_sent_at
-    if original is None:
-        corrected = received_at
-    elif sent_at is not None:
-        # Segment's skew correction: the client clock is off by (sentAt - receivedAt).
-        corrected = received_at - (sent_at - original)
-    else:
-        corrected = original
-    clamped = False
-    if corrected > received_at + opts.future_tolerance:
-        corrected, clamped = received_at, True
+    corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
 
     if message_id_raw is None or message_id_raw == "":
         if content_id is None or original is None:
@@ -654,15 +658,7 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
         if sent_at.year < 1970:
             return None
     received_at = opts.received_at
-    if original is None:
-        corrected = received_at
-    elif sent_at is not None:
-        corrected = received_at - (sent_at - original)
-    else:
-        corrected = original
-    clamped = False
-    if corrected > received_at + opts.future_tolerance:
-        corrected, clamped = received_at, True
+    corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
     context = None if c.context is _NULL else _raw_object(c.context)
     ctx_traits = external = None
     if context is not None:
