@@ -437,7 +437,9 @@ def _row(m: ParsedMessage, properties: Any, traits: Any, context: Any, integrati
 
 
 def has_nul(serialized: bytes) -> bool:
-    """Whether this JSON text holds a NUL character (as the \\u0000 escape JSON requires)."""
+    """Whether this JSON text holds a NUL character (as the \\u0000 escape JSON requires). A
+    backslash is looked for first: one byte is found with memchr, many times faster than six,
+    and most texts have none."""
     return b"\\" in serialized and b"\\u0000" in serialized and _NUL_ESCAPE.search(serialized) is not None
 
 
@@ -595,7 +597,6 @@ class _Common(msgspec.Struct, gc=False):
 
 _common_decoder = msgspec.json.Decoder(_Common)
 _COMMON_TYPES = frozenset({"track", "page", "screen"})
-_fromisoformat = datetime.fromisoformat
 
 
 def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage | None:
@@ -643,20 +644,10 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
             return None
         name = c.name.strip() or None
     try:
-        original = None if c.timestamp is None else _fromisoformat(c.timestamp)
-        sent_at = opts.batch_sent_at if c.sentAt is None else _fromisoformat(c.sentAt)
-    except ValueError:
+        original = parse_timestamp(c.timestamp, "timestamp")
+        sent_at = parse_timestamp(c.sentAt, "sentAt") or opts.batch_sent_at
+    except MessageError:
         return None
-    if original is not None:
-        if original.tzinfo is None:
-            original = original.replace(tzinfo=UTC)
-        if original.year < 1970:
-            return None
-    if sent_at is not None and c.sentAt is not None:
-        if sent_at.tzinfo is None:
-            sent_at = sent_at.replace(tzinfo=UTC)
-        if sent_at.year < 1970:
-            return None
     received_at = opts.received_at
     corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
     context = None if c.context is _NULL else _raw_object(c.context)
@@ -743,10 +734,7 @@ def decode_batch_body(body: bytes) -> BatchBody | None:
         env = _envelope_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    # (A single byte is found with memchr, many times faster than the six: most bodies have no
-    # backslash at all.)
-    nul_free = b"\\" not in body or b"\\u0000" not in body
-    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, nul_free)
+    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, not has_nul(body))
 
 
 def parse_raw_batch(
