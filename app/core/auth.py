@@ -142,6 +142,7 @@ def require_scope(scope: Scope):
         principal = await resolve_key(request, session, token)
         if principal is None or principal.kind != "secret":
             raise Unauthorized("The API key is unknown or revoked.", headers=_BEARER_CHALLENGE)
+        request.state.workspace_id = principal.workspace_id  # for the access log
         if scope not in principal.scopes:
             raise Forbidden(f"This key lacks the `{scope}` scope.")
         return principal
@@ -198,6 +199,7 @@ async def authenticate_write_key(request: Request, body_write_key: Any = None) -
     cached = _write_key_cache.get(key_hash)
     now = time.monotonic()
     if cached is not None and cached[1] > now:
+        request.state.workspace_id = cached[0].workspace_id  # for the access log
         return cached[0]
     async with request.app.state.db.session() as session:
         stored = await _key_lookup(request)(session, key_hash)
@@ -205,6 +207,7 @@ async def authenticate_write_key(request: Request, body_write_key: Any = None) -
         raise Unauthorized("The write key is unknown or revoked.", headers=_BASIC_CHALLENGE)
     principal = WriteKeyPrincipal(workspace_id=stored.workspace_id, key_id=stored.key_id,
                                   workspace_settings=stored.workspace_settings)
+    request.state.workspace_id = principal.workspace_id  # for the access log
     ttl = request.app.state.settings.write_key_cache_seconds
     if ttl > 0:
         if len(_write_key_cache) > 10_000:

@@ -108,9 +108,11 @@ async def test_failed_commit_never_yields_2xx(client: httpx.AsyncClient, workspa
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 async def test_health(client: httpx.AsyncClient, path: str) -> None:
+    from app.core.migrations import head_revisions
+
     resp = await client.get(path)
     assert resp.status_code == 200
-    assert resp.json()["status"] == "ok"
+    assert resp.json() == {"status": "ok", "migration": ",".join(sorted(head_revisions()))}
 
 
 async def test_readyz_reports_unmigrated_database(app, client: httpx.AsyncClient, session: AsyncSession) -> None:
@@ -133,6 +135,8 @@ async def test_readyz_without_database_is_503(settings) -> None:
     application.state.db = Database(create_engine(broken.database_url, broken))
     async with make_client(application) as c:
         assert_problem(await c.get("/readyz"), 503, "service_unavailable")
+        live = await c.get("/healthz")  # liveness does not depend on the database
+        assert live.status_code == 200 and live.json() == {"status": "ok", "migration": None}
     await application.state.db.dispose()
 
 
