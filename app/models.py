@@ -6,6 +6,7 @@ from app.dedup.models import DedupCandidate, DedupRun  # noqa: F401
 from app.identity.models import Identity, IdentityChange, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401
 from app.ingest.models import Event  # noqa: F401
 from app.jobs.models import Job  # noqa: F401
-from app.profiles.models import Account, AccountMember, Profile  # noqa: F401
+from app.groups.models import Account, AccountMember  # noqa: F401
+from app.profiles.models import Profile  # noqa: F401
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitDirty, ComputedTraitValue  # noqa: F401
 from app.workspaces.models import ApiKey, Workspace  # noqa: F401
