@@ -420,15 +420,17 @@ async def export_rows(
     segment_id: uuid.UUID,
     fields: str | None,
     conditions: Sequence[sa.ColumnElement[bool]] = (),
-    chunk: int = EXPORT_CHUNK,
+    chunk: int | None = None,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Every member in keyset chunks, from one REPEATABLE READ snapshot, so memory stays flat
     however large the audience: (profile_id, entered_at, *fields) per row."""
     specs = parse_fields(fields, workspace_id=workspace_id)
     columns = [s.expr.label(f"f{n}") for n, s in enumerate(specs)]
+    chunk = chunk or EXPORT_CHUNK
     async with db.session() as session:
         async with session.begin():
-            await session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            if not (await session.connection()).in_nested_transaction():
+                await session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             after = None
             while True:
                 stmt = repository.members_page(workspace_id, segment_id, columns, after=after, limit=chunk,
