@@ -10,6 +10,7 @@ from app.identity.router import router as identity_router
 from app.ingest.imports_router import router as imports_router
 from app.ingest.router import router as ingest_router
 from app.profiles.router import router as profiles_router
+from app.segments.router import router as segments_router
 from app.traits.router import router as traits_router
 from app.workspaces.router import router as workspaces_router
 
@@ -23,6 +24,7 @@ v1.include_router(traits_router)
 v1.include_router(identity_router)
 v1.include_router(dedup_router)
 v1.include_router(groups_router)
+v1.include_router(segments_router)
 
 root = APIRouter()
 root.include_router(health_router)

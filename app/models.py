@@ -8,5 +8,6 @@ from app.ingest.models import Event  # noqa: F401
 from app.jobs.models import Job  # noqa: F401
 from app.groups.models import Account, AccountMember  # noqa: F401
 from app.profiles.models import Profile  # noqa: F401
+from app.segments.models import Segment, SegmentChange, SegmentMember, SegmentRefresh, SegmentVersion  # noqa: F401
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitDirty, ComputedTraitValue  # noqa: F401
 from app.workspaces.models import ApiKey, Workspace  # noqa: F401

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=10, gt=0, le=3600,
         description="Debounce window: profiles touched by events are refreshed together at most this late.",
     )
+    segments_refresh_cron: str = Field(
+        default="*/15 * * * *",
+        description="When every segment is refreshed (cron, UTC): incremental for unchanged rules, full for rules "
+        "with time windows; empty disables it.",
+    )
     clv_refit_hours: float = Field(
         default=24, ge=0,
         description="A full refresh refits a workspace's CLV model older than this; 0 never refits automatically.",
