@@ -27,7 +27,8 @@ async def profile_id(client: httpx.AsyncClient, ws: WorkspaceKeys, user_id: str,
     if resp.status_code == 404:
         key = "userId" if type_ == "user_id" else "anonymousId"
         await send(client, ws, {"type": "identify", key: user_id, "messageId": f"id-{user_id}"})
-        return await profile_id(client, ws, user_id, type_)
+        resp = await client.get("/v1/profiles/lookup", params={"type": type_, "value": user_id},
+                                headers=ws.admin_headers)
     assert resp.status_code == 200, resp.text
     return resp.json()["id"]
 
