@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from app.consent.router import router as consent_router
 from app.dedup.router import router as dedup_router
 from app.events.router import router as events_router
 from app.groups.router import router as groups_router
@@ -25,6 +26,7 @@ v1.include_router(identity_router)
 v1.include_router(dedup_router)
 v1.include_router(groups_router)
 v1.include_router(segments_router)
+v1.include_router(consent_router)
 
 root = APIRouter()
 root.include_router(health_router)

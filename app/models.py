@@ -1,6 +1,7 @@
 """Imports every table so the metadata is complete (Alembic, tests)."""
 
 from app.core import db as _db  # noqa: F401  (naming convention first)
+from app.consent.models import ConsentPurpose, ConsentRecord, PrivacyNotice, UnsubscribeTokenUse  # noqa: F401
 from app.core.idempotency import IdempotencyRecord  # noqa: F401
 from app.dedup.models import DedupCandidate, DedupRun  # noqa: F401
 from app.identity.models import Identity, IdentityChange, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401

@@ -689,6 +689,39 @@ def _bucket(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
     return Compiled(clause, "bucket", pointer, seen={"bucket": b}, needed=f"bucket in [{int(gte)}, {int(lt)})")
 
 
+@register_condition("consent")
+def _consent(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
+    """`{"consent": {"purpose", "channel"}}`: the consent ledger's answer (app/consent), the same
+    function decisions and filtered exports use; fails closed (no record and an opt-in purpose,
+    an expired or stale grant, an unknown purpose: false)."""
+    from app.consent import service as consent_service
+    from app.consent.models import CHANNELS
+
+    _no_extra(ctx, node, pointer, {"consent"})
+    spec = node["consent"]
+    cptr = f"{pointer}/consent"
+    if not isinstance(spec, dict):
+        return ctx.fail(cptr, '`consent` is an object {"purpose", "channel"}.', "wrong_type")
+    _no_extra(ctx, spec, cptr, {"purpose", "channel"})
+    purpose = _string(ctx, spec, "purpose", cptr)
+    channel = _string(ctx, spec, "channel", cptr, required=False)
+    if channel is not None and channel not in CHANNELS:
+        return ctx.fail(f"{cptr}/channel", f"Unknown channel {channel!r}; channels are {', '.join(CHANNELS)}.",
+                        "unknown_channel")
+    if purpose is None:
+        return Compiled(sa.false(), "consent", pointer)
+    if channel is None:  # the purpose's own channel (email_marketing -> email ...)
+        channel = next((c for c, p in consent_service.CHANNEL_PURPOSE.items() if p == purpose), None)
+        if channel is None:
+            return ctx.fail(f"{cptr}/channel", f"Purpose {purpose!r} has no default channel; name one.",
+                            "missing_channel")
+    ctx.time_dependent = True  # grants expire
+    clause = consent_service.consent_clause(workspace_id=ctx.workspace_id, purpose=purpose, channel=channel,
+                                            at=ctx.now)
+    return Compiled(clause, "consent", pointer, seen={"consented": clause},
+                    needed=f"consent for {purpose} on {channel}")
+
+
 # ------------------------------------------------------------------------------ entry
 
 

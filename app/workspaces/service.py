@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.consent import service as consent_service
 from app.core.auth import DISPLAY_PREFIX_LEN, Scope, StoredKey, forget_key, forget_workspace, generate_key, hash_key
 from app.core.errors import NotFound
 from app.workspaces import repository
@@ -40,6 +41,7 @@ async def create_key(
 
 async def create_workspace(session: AsyncSession, *, name: str) -> CreatedWorkspace:
     workspace = await repository.insert_workspace(session, Workspace(name=name))
+    await consent_service.seed_workspace(session, workspace_id=workspace.id)
     write = await create_key(session, workspace_id=workspace.id, name="default write key", kind="write")
     admin = await create_key(
         session, workspace_id=workspace.id, name="default admin key", kind="secret", scopes=[Scope.admin]

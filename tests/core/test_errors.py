@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,7 +131,8 @@ async def test_readyz_without_database_is_503(settings) -> None:
     from app.main import create_app
     from tests.conftest import make_client
 
-    broken = Settings(env="test", database_url="postgresql+asyncpg://nobody:x@127.0.0.1:1/none")
+    broken = Settings(env="test", database_url="postgresql+asyncpg://nobody:x@127.0.0.1:1/none",
+                      consent_secret=SecretStr("test-consent-secret"))
     application = create_app(broken)
     application.state.db = Database(create_engine(broken.database_url, broken))
     async with make_client(application) as c:
