@@ -8,6 +8,7 @@ from app.health.router import router as health_router
 from app.identity.router import router as identity_router
 from app.ingest.imports_router import router as imports_router
 from app.ingest.router import router as ingest_router
+from app.privacy.router import router as privacy_router
 from app.profiles.router import router as profiles_router
 from app.traits.router import router as traits_router
 from app.workspaces.router import router as workspaces_router
@@ -21,6 +22,7 @@ v1.include_router(profiles_router)
 v1.include_router(traits_router)
 v1.include_router(identity_router)
 v1.include_router(dedup_router)
+v1.include_router(privacy_router)
 
 root = APIRouter()
 root.include_router(health_router)

@@ -9,3 +9,4 @@ from app.jobs.models import Job  # noqa: F401
 from app.profiles.models import Account, AccountMember, Profile  # noqa: F401
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitDirty, ComputedTraitValue  # noqa: F401
 from app.workspaces.models import ApiKey, Workspace  # noqa: F401
+from app.privacy.models import PrivacyExport, PrivacyRequest, Suppression  # noqa: F401

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ADMIN_TOKEN = "changethis"
+DEFAULT_PRIVACY_SECRET = "changethis-privacy"
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,19 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(
         default=SecretStr(DEFAULT_ADMIN_TOKEN),
         description="Instance administrator token: creates workspaces over the API.",
+    )
+
+    privacy_secret: SecretStr = Field(
+        default=SecretStr(DEFAULT_PRIVACY_SECRET),
+        description="Keys the per-workspace HMAC of suppressed identifiers (never stored in the database). "
+        "Keep it stable: after a change, existing suppressions no longer match.",
+    )
+    privacy_retention_cron: str = Field(
+        default="41 * * * *",
+        description="When events older than each workspace's retention are deleted (cron, UTC); empty disables it.",
+    )
+    privacy_retention_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Events deleted per short transaction by the retention job."
     )
 
     log_level: str = "INFO"
@@ -102,6 +116,11 @@ class Settings(BaseSettings):
         if self.env == "production" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
             raise ValueError(
                 "CLIENTELE_ADMIN_TOKEN still has its development default; set a strong secret "
+                "before running with CLIENTELE_ENV=production"
+            )
+        if self.env == "production" and self.privacy_secret.get_secret_value() == DEFAULT_PRIVACY_SECRET:
+            raise ValueError(
+                "CLIENTELE_PRIVACY_SECRET still has its development default; set a strong secret "
                 "before running with CLIENTELE_ENV=production"
             )
         return self

@@ -26,6 +26,7 @@ from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
 from app.ingest import repository
 from app.ingest.parser import ParsedMessage, Rejection
+from app.privacy import suppression
 from app.profiles import service as profile_service
 from app.traits import service as trait_service
 
@@ -37,6 +38,7 @@ MAX_ATTEMPTS = 6
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # dropped: they carried an identifier suppressed by an erasure
     rejected: list[Rejection] = field(default_factory=list)
     profiles_created: int = 0
     merges: int = 0
@@ -55,10 +57,15 @@ async def ingest(
     identity: IdentitySettings,
     received_at: datetime,
     trait_strategies: dict[str, str] | None = None,
+    suppressions: bool = False,
 ) -> IngestResult:
     """Store the messages idempotently, in one transaction opened by `transaction` (with the
     workspace's lock as its first statement). Reruns the whole batch in a fresh transaction
-    when it loses an identity race or needs the workspace's exclusive lock to merge."""
+    when it loses an identity race or needs the workspace's exclusive lock to merge.
+
+    `suppressions`: whether the workspace's settings say it has suppressed identifiers; the
+    batch is then checked against them (and also once this process has seen an erasure of
+    the workspace in the identity change log, however old its settings are)."""
     result = IngestResult()
     if not messages:
         return result
@@ -69,7 +76,7 @@ async def ingest(
             async with transaction(identity_service.workspace_lock_sql(workspace_id, exclusive=exclusive)) as conn:
                 window = await _ingest_once(
                     conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
-                    delay,
+                    delay, suppressions,
                 )
                 if window is not None and window.marked:
                     await trait_service.ensure_incremental_job(
@@ -85,7 +92,8 @@ async def ingest(
             exclusive = True
             log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
         # The transaction was rolled back as the exception left it.
-        result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
+        result.accepted = result.duplicates = result.suppressed = 0
+        result.profiles_created = result.merges = result.conflicts = 0
         result.created = {}
         await asyncio.sleep(0.002 * attempt)
     raise ServiceUnavailable(
@@ -103,6 +111,7 @@ async def _ingest_once(
     exclusive: bool,
     trait_strategies: dict[str, str],
     delay_seconds: float,
+    suppressions: bool,
 ) -> repository.Inserted | None:
     """One attempt; returns the event insert's outcome (None when every message was a replay)."""
     # Replays: messages already stored are duplicates and have no side effects (an old identify
@@ -121,6 +130,13 @@ async def _ingest_once(
         fresh.append(m)
     if not fresh:
         return None
+    # Erased people stay erased: drop messages carrying a suppressed identifier (one probe,
+    # only in workspaces with suppressions; see app/privacy/suppression.py).
+    checked = suppressions or identity_cache.erasure_seen(workspace_id)
+    if checked:
+        fresh, result.suppressed = await suppression.drop_suppressed(conn, workspace_id, fresh, identity)
+        if not fresh:
+            return None
 
     # Returning people, the bulk of steady traffic: every identifier cached, each message's
     # pointing at one profile. In a batch without identify/group messages (which run their own
@@ -149,6 +165,9 @@ async def _ingest_once(
         result.merges = resolution.merges
         result.conflicts = resolution.conflicts
         result.created, result.position = resolution.created, resolution.position
+        if not checked and identity_cache.erasure_seen(workspace_id):
+            # The look-up read an erasure this process had not seen: its suppressions apply.
+            raise identity_service.RetryBatch("an erasure committed in the workspace; checking suppressions")
 
     if side_effects:  # identify and group messages update profiles and accounts
         trait_updates: dict[uuid.UUID, dict[str, Any]] = {}
