@@ -217,7 +217,7 @@ async def get_export(session: AsyncSession, workspace_id: uuid.UUID, request_id:
 
 
 async def insert_suppressions(
-    conn: Any, workspace_id: uuid.UUID, request_id: uuid.UUID, entries: Sequence[tuple[str, bytes]]
+    conn: Any, workspace_id: uuid.UUID, request_id: uuid.UUID | None, entries: Sequence[tuple[str, bytes]]
 ) -> int:
     """One entry per hash (an existing one is kept); returns how many are new."""
     unique = dict((h, t) for t, h in entries)

@@ -262,7 +262,7 @@ async def erase_person(session: AsyncSession, *, workspace_id: uuid.UUID, identi
             conn, workspace_id=workspace_id, needles=[str(p) for p in person.profile_ids] + values,
         )
         await identity_cache.erased(conn, workspace_id, person.profile_ids)
-    new = await repository.insert_suppressions(conn, workspace_id, request_id or uuid.uuid4(), entries)
+    new = await repository.insert_suppressions(conn, workspace_id, request_id, entries)
     await repository.forget_request_identifiers(conn, workspace_id, [h for _, h in entries])
     await _mark_suppressions(session, workspace_id, True)
     return {
