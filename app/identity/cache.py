@@ -84,6 +84,10 @@ class _Workspace:
     synced_at: float = 0.0
     profile_of: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     keys_of: dict[uuid.UUID, list[tuple[str, str]]] = field(default_factory=dict)
+    # Identifiers checked against the workspace's suppressions and found clear (app/privacy/
+    # suppression.py). Only an erasure adds suppressions, and it logs ERASED: cleared then.
+    unsuppressed: set[tuple[str, str]] = field(default_factory=set)
+    erasures: int = 0  # ERASED marks applied to this cache
 
     def add(self, key: tuple[str, str], pid: uuid.UUID) -> None:
         if key in self.profile_of:
@@ -99,6 +103,8 @@ class _Workspace:
             keys = list(self.profile_of)
             self.profile_of.clear()
             self.keys_of.clear()
+            self.unsuppressed.clear()
+            self.erasures += 1
             return keys
         keys = self.keys_of.pop(pid, [])
         for key in keys:
@@ -114,6 +120,31 @@ _erasures_seen: set[uuid.UUID] = set()
 
 def erasure_seen(workspace_id: uuid.UUID) -> bool:
     return workspace_id in _erasures_seen
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionMemo:
+    """The identifiers of a workspace known not to be suppressed, as of `erasures` erasures
+    seen by its cache. Valid for a batch only if its own read of the change log (a later
+    statement under the same lock) shows no new erasure: see `memo_still_valid`."""
+
+    clear: set[tuple[str, str]]
+    erasures: int
+    workspace: _Workspace | None
+
+
+def suppression_memo(workspace_id: uuid.UUID) -> SuppressionMemo:
+    ws = _workspaces.get(workspace_id)
+    if ws is None or ws.seq is None:  # no log position: nothing to trust (and nothing kept)
+        return SuppressionMemo(set(), 0, None)
+    return SuppressionMemo(ws.unsuppressed, ws.erasures, ws)
+
+
+def memo_still_valid(workspace_id: uuid.UUID, memo: SuppressionMemo) -> bool:
+    """Whether no erasure was seen since `memo` was taken (and the cache it lives in is the same)."""
+    if memo.workspace is None:
+        return True
+    return _workspaces.get(workspace_id) is memo.workspace and memo.workspace.erasures == memo.erasures
 
 
 def _saw_erasure(workspace_id: uuid.UUID) -> None:

@@ -133,8 +133,9 @@ async def _ingest_once(
     # Erased people stay erased: drop messages carrying a suppressed identifier (one probe,
     # only in workspaces with suppressions; see app/privacy/suppression.py).
     checked = suppressions or identity_cache.erasure_seen(workspace_id)
-    if checked:
-        fresh, result.suppressed = await suppression.drop_suppressed(conn, workspace_id, fresh, identity)
+    memo = identity_cache.suppression_memo(workspace_id) if checked else None
+    if memo is not None:
+        fresh, result.suppressed = await suppression.drop_suppressed(conn, workspace_id, fresh, identity, memo)
         if not fresh:
             return None
 
@@ -165,8 +166,10 @@ async def _ingest_once(
         result.merges = resolution.merges
         result.conflicts = resolution.conflicts
         result.created, result.position = resolution.created, resolution.position
-        if not checked and identity_cache.erasure_seen(workspace_id):
-            # The look-up read an erasure this process had not seen: its suppressions apply.
+        if (memo is None and identity_cache.erasure_seen(workspace_id)) or (
+            memo is not None and not identity_cache.memo_still_valid(workspace_id, memo)
+        ):
+            # The look-up read an erasure the suppression check did not know: check again.
             raise identity_service.RetryBatch("an erasure committed in the workspace; checking suppressions")
 
     if side_effects:  # identify and group messages update profiles and accounts

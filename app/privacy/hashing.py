@@ -19,25 +19,54 @@ from collections.abc import Iterable
 from app.core.config import get_settings
 
 _DERIVATION_LABEL = b"clientele/suppression/v1/"
-_keys: dict[tuple[bytes, uuid.UUID], bytes] = {}
+_BLOCK = 64  # SHA-256's block size
+
+
+class Hasher:
+    """HMAC-SHA256 under one key, with the key's inner and outer hash states computed once:
+    each identifier then costs two SHA-256 state copies and updates, less than half of what
+    `hmac.digest` spends re-deriving them per call (ingest hashes every identifier of a batch
+    in workspaces with suppressions). The output is standard HMAC-SHA256 (tested)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        padded = key.ljust(_BLOCK, b"\0")  # a 32-byte derived key: never longer than a block
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def __call__(self, type_: str, value: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(f"{type_}:{value}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_hashers: dict[tuple[bytes, uuid.UUID], Hasher] = {}
 
 
 def workspace_key(workspace_id: uuid.UUID) -> bytes:
     secret = get_settings().privacy_secret.get_secret_value().encode()
-    cached = _keys.get((secret, workspace_id))
-    if cached is None:
-        if len(_keys) > 10_000:
-            _keys.clear()
-        cached = _keys[(secret, workspace_id)] = hmac.digest(secret, _DERIVATION_LABEL + workspace_id.bytes, "sha256")
-    return cached
+    return hmac.digest(secret, _DERIVATION_LABEL + workspace_id.bytes, "sha256")
+
+
+def hasher(workspace_id: uuid.UUID) -> Hasher:
+    """The workspace's identifier hasher (cached per process)."""
+    secret = get_settings().privacy_secret.get_secret_value().encode()
+    found = _hashers.get((secret, workspace_id))
+    if found is None:
+        if len(_hashers) > 10_000:
+            _hashers.clear()
+        found = _hashers[(secret, workspace_id)] = Hasher(workspace_key(workspace_id))
+    return found
 
 
 def identifier_hash(workspace_id: uuid.UUID, type_: str, value: str) -> bytes:
     """The HMAC of one normalised identifier under the workspace's key."""
-    return hmac.digest(workspace_key(workspace_id), f"{type_}:{value}".encode(), hashlib.sha256)
+    return hasher(workspace_id)(type_, value)
 
 
 def identifier_hashes(workspace_id: uuid.UUID, pairs: Iterable[tuple[str, str]]) -> list[bytes]:
-    key = workspace_key(workspace_id)
-    digest = hmac.digest
-    return [digest(key, f"{t}:{v}".encode(), "sha256") for t, v in pairs]
+    h = hasher(workspace_id)
+    return [h(t, v) for t, v in pairs]

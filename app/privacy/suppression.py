@@ -10,13 +10,13 @@ dropped whole and counted. Runs under the workspace's shared identity lock, so a
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from app.identity import cache as identity_cache
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
-from app.privacy.hashing import workspace_key
+from app.privacy.hashing import hasher
 
 PROBE = """
 SELECT h FROM unnest($2::bytea[]) AS h
@@ -45,21 +45,28 @@ def _pairs(message: Any, identity: IdentitySettings) -> list[tuple[str, str]]:
 
 
 async def drop_suppressed(
-    conn: Any, workspace_id: uuid.UUID, messages: Sequence[Any], identity: IdentitySettings
+    conn: Any, workspace_id: uuid.UUID, messages: Sequence[Any], identity: IdentitySettings,
+    memo: identity_cache.SuppressionMemo,
 ) -> tuple[list[Any], int]:
-    """The messages without a suppressed identifier, and how many were dropped."""
-    key = workspace_key(workspace_id)
-    digest = hmac.digest
-    per_message: list[list[bytes]] = []
-    every: set[bytes] = set()
-    for m in messages:
-        hashes = [digest(key, f"{t}:{v}".encode(), "sha256") for t, v in _pairs(m, identity)]
-        per_message.append(hashes)
-        every.update(hashes)
-    if not every:
+    """The messages without a suppressed identifier, and how many were dropped.
+
+    `memo` holds identifiers found clear by earlier batches: they are neither hashed nor
+    looked up again, so a batch of returning people costs no query at all. The caller must
+    check `identity_cache.memo_still_valid` after its own read of the change log."""
+    clear = memo.clear
+    pairs_of = [_pairs(m, identity) for m in messages]
+    unknown = {p for pairs in pairs_of for p in pairs if p not in clear}
+    if not unknown:
         return list(messages), 0
-    suppressed = {r["h"] for r in await conn.fetch(PROBE, workspace_id, list(every))}
-    if not suppressed:
+    hash_of = hasher(workspace_id)
+    hash_by_pair = {p: hash_of(*p) for p in unknown}
+    suppressed = {r["h"] for r in await conn.fetch(PROBE, workspace_id, list(set(hash_by_pair.values())))}
+    bad = {p for p, h in hash_by_pair.items() if h in suppressed}
+    if memo.workspace is not None:
+        if len(clear) > identity_cache.MAX_KEYS_PER_WORKSPACE:
+            clear.clear()
+        clear.update(unknown - bad)
+    if not bad:
         return list(messages), 0
-    kept = [m for m, hashes in zip(messages, per_message, strict=True) if suppressed.isdisjoint(hashes)]
+    kept = [m for m, pairs in zip(messages, pairs_of, strict=True) if bad.isdisjoint(pairs)]
     return kept, len(messages) - len(kept)

@@ -458,3 +458,33 @@ async def test_retention_deletes_only_old_events(
     ) > now - timedelta(days=365)
     off = await client.patch("/v1/workspace", json={"event_retention_days": None}, headers=workspace.admin_headers)
     assert off.json()["event_retention_days"] is None
+
+
+def test_identifier_hashes_are_standard_hmac_sha256_per_workspace() -> None:
+    import hashlib
+    import hmac
+
+    from app.privacy.hashing import identifier_hash, identifier_hashes, workspace_key
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    expected = hmac.new(workspace_key(a), b"email:ann@example.com", hashlib.sha256).digest()
+    assert identifier_hash(a, "email", "ann@example.com") == expected
+    assert identifier_hashes(a, [("email", "ann@example.com"), ("user_id", "x")])[0] == expected
+    assert identifier_hash(b, "email", "ann@example.com") != expected  # keyed per workspace
+    assert identifier_hash(a, "user_id", "ann@example.com") != expected  # and per type
+
+
+async def test_identifiers_remembered_as_clear_are_checked_again_after_an_erasure(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    ann, bob = make_person("ann"), make_person("bob")
+    await send(client, workspace, history(ann))
+    await request(client, workspace, "erasure", "user_id", ann.user_id)  # the workspace now has suppressions
+    for i in range(2):  # Bob's identifiers are checked once, then remembered as clear
+        ok = await send(client, workspace, [{"type": "track", "userId": bob.user_id, "anonymousId": bob.anon_1,
+                                             "event": f"Visit {i}"}])
+        assert ok["accepted"] == 1 and ok["suppressed"] == 0
+    await request(client, workspace, "erasure", "anonymous_id", bob.anon_1)
+    gone = await send(client, workspace, [{"type": "track", "userId": bob.user_id, "anonymousId": bob.anon_1,
+                                           "event": "Visit 3"}])
+    assert gone["suppressed"] == 1 and gone["accepted"] == 0, gone
