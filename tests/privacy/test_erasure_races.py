@@ -66,3 +66,29 @@ async def test_ingest_racing_an_erasure_leaves_nothing_of_the_person(committed_a
             "SELECT count(*) FROM profile AS p WHERE p.workspace_id = $1 AND NOT EXISTS "
             "(SELECT 1 FROM identity AS i WHERE i.workspace_id = $1 AND i.profile_id = p.id)", workspace_id
         ) == 0
+
+
+async def test_retention_skips_rows_another_transaction_holds(committed_app, engine: AsyncEngine) -> None:
+    """Retention must not make ingest (or a merge) wait: a row someone holds is left for a later
+    batch instead of being waited for. Here a transaction holds one expired event's row lock
+    while retention runs; retention finishes at once, deleting the others."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.privacy import service as privacy_service
+
+    now = datetime.now(UTC)
+    async with make_client(committed_app) as client:
+        ws = await create_workspace_via_api(client, "retention-race")
+        await send(client, ws, [{"type": "track", "userId": f"old-{i}", "event": "Seen", "messageId": f"old-{i}",
+                                 "timestamp": (now - timedelta(days=100 + i)).isoformat()} for i in range(5)])
+    workspace_id = uuid.UUID(ws.workspace_id)
+    async with engine.connect() as holder:
+        raw = (await holder.get_raw_connection()).driver_connection
+        await holder.exec_driver_sql("SELECT 1")  # begin
+        await raw.execute("SELECT 1 FROM event WHERE workspace_id = $1 AND message_id = 'old-2' FOR UPDATE", workspace_id)
+        deleted = await asyncio.wait_for(privacy_service.apply_retention(
+            committed_app.state.db, workspace_id=workspace_id, days=30, batch_size=2, now=now), timeout=20)
+        assert deleted == 4
+        await holder.rollback()
+    assert await privacy_service.apply_retention(
+        committed_app.state.db, workspace_id=workspace_id, days=30, batch_size=2, now=now) == 1
