@@ -10,6 +10,7 @@ from app.health.router import router as health_router
 from app.identity.router import router as identity_router
 from app.ingest.imports_router import router as imports_router
 from app.ingest.router import router as ingest_router
+from app.privacy.router import router as privacy_router
 from app.profiles.router import router as profiles_router
 from app.segments.router import router as segments_router
 from app.traits.router import router as traits_router
@@ -27,6 +28,7 @@ v1.include_router(dedup_router)
 v1.include_router(groups_router)
 v1.include_router(segments_router)
 v1.include_router(consent_router)
+v1.include_router(privacy_router)
 
 root = APIRouter()
 root.include_router(health_router)

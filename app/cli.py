@@ -444,6 +444,144 @@ def traits_refresh(
         console.print(f"  {key}: {value}")
 
 
+privacy_app = typer.Typer(help="Privacy requests (access, erasure), suppressions, event retention.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+
+IdentifierType = Annotated[str, typer.Option("--type", "-t", help="user_id, anonymous_id, email, phone...")]
+
+
+def _privacy_request(kind: str, workspace: uuid.UUID, id_type: str, value: str, background: bool) -> Any:
+    from app.core.errors import AppError
+    from app.privacy import service
+
+    async def run(session: Any):
+        request = await service.create_request(
+            session, workspace_id=workspace, type_=kind, identifier_type=id_type, identifier_value=value,
+            wait=not background,
+        )
+        export = None
+        if kind == "access" and request.status == "completed" and (request.result or {}).get("found"):
+            export = await service.get_export(session, workspace_id=workspace, request_id=request.id)
+        return request, export
+
+    try:
+        return _run_with_session(run)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+
+
+def _print_request(request: Any) -> None:
+    console.print(f"{request.type} request {request.id}: {request.status}")
+    for key, value in (request.result or {}).items():
+        console.print(f"  {key}: {value}")
+
+
+@privacy_app.command("access")
+def privacy_access(
+    value: Annotated[str, typer.Argument(help="The identifier's value.")],
+    workspace: WorkspaceOpt,
+    id_type: IdentifierType = "email",
+    output: Annotated[Path | None, typer.Option(help="Write the export (JSON) to this file instead of stdout.")] = None,
+    background: Annotated[bool, typer.Option("--background", help="Queue it for the worker instead.")] = False,
+) -> None:
+    """Everything held about a person, as one JSON document (across merged profiles)."""
+    request, export = _privacy_request("access", workspace, id_type, value, background)
+    if export is None:
+        _print_request(request)
+        return
+    text = json.dumps(export, indent=2, default=str)
+    if output is None:
+        typer.echo(text)
+        return
+    output.write_text(text)
+    err_console.print(f"access request {request.id}: export of {sum(export['counts'].values())} rows written to {output}")
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    value: Annotated[str, typer.Argument(help="The identifier's value.")],
+    workspace: WorkspaceOpt,
+    id_type: IdentifierType = "email",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    background: Annotated[bool, typer.Option("--background", help="Queue it for the worker instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete everything held about a person and suppress their identifiers. Cannot be undone."""
+    if not yes and not typer.confirm(f"Erase the person with {id_type} {value!r} from workspace {workspace}?"):
+        raise typer.Exit(1)
+    request, _ = _privacy_request("erasure", workspace, id_type, value, background)
+    if as_json:
+        typer.echo(json.dumps({"id": str(request.id), "status": request.status, "result": request.result}))
+        return
+    _print_request(request)
+
+
+@privacy_app.command("suppressions")
+def privacy_suppressions(
+    workspace: WorkspaceOpt,
+    id_type: Annotated[str | None, typer.Option("--type", "-t", help="With --value: find one identifier's entry.")] = None,
+    value: Annotated[str | None, typer.Option("--value")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List suppressed identifiers (keyed hashes; give an identifier to find its entry)."""
+    from app.core.errors import AppError
+    from app.privacy import service
+    from app.privacy.schemas import SuppressionPublic
+
+    try:
+        rows = _run_with_session(lambda s: service.list_suppressions(
+            s, workspace_id=workspace, identifier_type=id_type, identifier_value=value, limit=500))
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    out = [SuppressionPublic.of(r).model_dump(mode="json") for r in rows]
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    table = Table("id", "type", "hash", "request", "created")
+    for r in out:
+        table.add_row(r["id"], r["identifier_type"], r["hash_prefix"] + "…", r["request_id"] or "", r["created_at"])
+    console.print(table)
+
+
+@privacy_app.command("lift")
+def privacy_lift(suppression_id: uuid.UUID, workspace: WorkspaceOpt) -> None:
+    """Lift a suppression: messages with the identifier are accepted again."""
+    from app.core.errors import AppError
+    from app.privacy import service
+
+    try:
+        _run_with_session(lambda s: service.lift_suppression(s, workspace_id=workspace, suppression_id=suppression_id))
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"lifted {suppression_id}")
+
+
+@privacy_app.command("retention")
+def privacy_retention() -> None:
+    """Delete every workspace's events older than its retention now (the hourly job's work)."""
+    from app.core.db import Database, create_engine
+    from app.privacy import service
+
+    url = _database_url()
+
+    async def runner() -> dict[str, int]:
+        settings = get_settings()
+        db = Database(create_engine(url, settings), settings)
+        try:
+            return await service.apply_all_retention(db, batch_size=settings.privacy_retention_batch_size)
+        finally:
+            await db.dispose()
+
+    done = asyncio.run(runner())
+    for workspace_id, deleted in done.items():
+        console.print(f"{workspace_id}: {deleted} events deleted")
+    if not done:
+        console.print("no workspace has an event retention")
+
+
 def main() -> None:
     app()
 

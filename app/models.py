@@ -12,3 +12,4 @@ from app.profiles.models import Profile  # noqa: F401
 from app.segments.models import Segment, SegmentChange, SegmentMember, SegmentRefresh, SegmentVersion  # noqa: F401
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitDirty, ComputedTraitValue  # noqa: F401
 from app.workspaces.models import ApiKey, Workspace  # noqa: F401
+from app.privacy.models import PrivacyExport, PrivacyRequest, Suppression  # noqa: F401

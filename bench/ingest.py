@@ -116,6 +116,26 @@ async def create_workspace(http: httpx.AsyncClient, admin_token: str, name: str)
     return resp.json()
 
 
+async def add_suppressions(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
+    """Suppressed identifiers (random keyed hashes, as an erasure leaves them) and the
+    workspace's hint that ingest must check them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO suppression (workspace_id, id, identifier_type, identifier_hash)
+               SELECT $1, gen_random_uuid(), 'email', sha256(convert_to(g::text || random()::text, 'UTF8'))
+               FROM generate_series(1, $2) AS g""",
+            workspace_id, count,
+        )
+        await conn.execute(
+            """UPDATE workspace SET settings = jsonb_set(settings, '{privacy}',
+                   coalesce(settings->'privacy', '{}') || '{"suppressions": true}') WHERE id = $1""",
+            workspace_id,
+        )
+    finally:
+        await conn.close()
+
+
 async def http_phase(url: str, write_key: str, bodies: list[bytes], concurrency: int) -> tuple[float, int, int]:
     """Keep-alive HTTP/1.1 clients that write pre-built requests and read the responses.
 
@@ -245,6 +265,9 @@ async def main() -> None:
     parser.add_argument("--no-worker", action="store_true",
                         help="Start the server without its job worker: ingest alone, without the incremental "
                              "computed-trait refreshes the new orders trigger (run the worker elsewhere).")
+    parser.add_argument("--suppressions", type=int, default=0,
+                        help="Give the HTTP phase's workspace this many suppressed identifiers (none of the "
+                        "benchmark's people), so every batch pays the suppression check.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-data", action="store_true", help="Keep the embedded server's data directory.")
     args = parser.parse_args()
@@ -292,6 +315,8 @@ async def main() -> None:
             for size in [int(s) for s in args.batch_sizes.split(",")]:
                 ws_http = await create_workspace(http, args.admin_token, f"bench-http-{size}")
                 ws_raw = await create_workspace(http, args.admin_token, f"bench-raw-{size}")
+                if args.suppressions:
+                    await add_suppressions(dsn, uuid.UUID(ws_http["workspace"]["id"]), args.suppressions)
                 people = People(rng, args.users, args.new_share)
                 everyone = [make_message(rng, str(i), now, args.order_share) for i in range(args.users)]
                 warm = [orjson.dumps({"batch": everyone[i:i + size]}) for i in range(0, len(everyone), size)]

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ADMIN_TOKEN = "changethis"
 DEFAULT_CONSENT_SECRET = "changethis-consent"
+DEFAULT_PRIVACY_SECRET = "changethis-privacy"
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,18 @@ class Settings(BaseSettings):
         description="Server secret from which each workspace's consent keys are derived (HMAC): the key "
         "that signs one-click unsubscribe tokens and the key that hashes consent proof (IP, user agent). "
         "Changing it invalidates issued tokens and makes new proof hashes differ from old ones.",
+    )
+    privacy_secret: SecretStr = Field(
+        default=SecretStr(DEFAULT_PRIVACY_SECRET),
+        description="Keys the per-workspace HMAC of suppressed identifiers (never stored in the database). "
+        "Keep it stable: after a change, existing suppressions no longer match.",
+    )
+    privacy_retention_cron: str = Field(
+        default="41 * * * *",
+        description="When events older than each workspace's retention are deleted (cron, UTC); empty disables it.",
+    )
+    privacy_retention_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Events deleted per short transaction by the retention job."
     )
 
     log_level: str = "INFO"
@@ -121,6 +134,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CLIENTELE_CONSENT_SECRET still has its development default; set a strong secret "
                 f"before running with CLIENTELE_ENV={self.env}"
+            )
+        if self.env == "production" and self.privacy_secret.get_secret_value() == DEFAULT_PRIVACY_SECRET:
+            raise ValueError(
+                "CLIENTELE_PRIVACY_SECRET still has its development default; set a strong secret "
+                "before running with CLIENTELE_ENV=production"
             )
         return self
 

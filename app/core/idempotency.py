@@ -104,3 +104,19 @@ async def once(
     await remember(session, workspace_id=workspace_id, key=key, fp=fp, status_code=200,
                    response=result.model_dump(mode="json"))
     return result
+
+
+async def forget_mentioning(conn: Any, *, workspace_id: uuid.UUID, needles: list[str]) -> int:
+    """Delete the stored responses that mention any of `needles` (erasure: a replayed response
+    may carry a person's profile, traits or identifiers). Each needle is searched for as it
+    appears inside a JSON string, i.e. JSON-escaped. `conn`: an asyncpg connection inside the
+    caller's transaction."""
+    escaped = sorted({orjson.dumps(n).decode()[1:-1] for n in needles if n})
+    if not escaped:
+        return 0
+    status = await conn.execute(
+        """DELETE FROM idempotency_record AS r WHERE r.workspace_id = $1
+           AND EXISTS (SELECT 1 FROM unnest($2::text[]) AS n WHERE strpos(r.response::text, n) > 0)""",
+        workspace_id, escaped,
+    )
+    return int(status.rsplit(" ", 1)[-1])

@@ -21,6 +21,10 @@ Why it cannot go stale:
   used, the batch is rolled back and retried with a fresh look-up.
 - Mappings a transaction creates are cached only after it has committed (`learn`), at the
   log position it read under the lock. An unseen identifier is always asked for.
+- Erasure (app/privacy) deletes a person's identifiers and then their entries in the log, so
+  that no trace of their profile ids is left; it appends `ERASED` instead, which makes every
+  cache of the workspace drop everything it holds (erasures are rare; the cache refills from
+  the next look-ups) and tells ingest that the workspace's suppressions changed.
 - The log is pruned daily of entries older than `LOG_RETENTION`; a workspace cache that has
   not synced for `MAX_IDLE_SECONDS` (well under that) is discarded rather than trusted.
 """
@@ -43,6 +47,7 @@ MAX_IDLE_SECONDS = 20 * 60.0
 MAX_KEYS_PER_WORKSPACE = 200_000
 MAX_WORKSPACES = 1_000
 NO_CHANGES = 2**62  # a position past every change: a read of the log after it returns nothing
+ERASED = uuid.UUID(int=0)  # logged by an erasure: forget the workspace's whole cache
 
 # One primary-key probe per identifier (a correlated subquery keeps the plan fixed whatever
 # the table statistics say; a join lets a stale plan scan the whole workspace).
@@ -79,6 +84,10 @@ class _Workspace:
     synced_at: float = 0.0
     profile_of: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     keys_of: dict[uuid.UUID, list[tuple[str, str]]] = field(default_factory=dict)
+    # Identifiers checked against the workspace's suppressions and found clear (app/privacy/
+    # suppression.py). Only an erasure adds suppressions, and it logs ERASED: cleared then.
+    unsuppressed: set[tuple[str, str]] = field(default_factory=set)
+    erasures: int = 0  # ERASED marks applied to this cache
 
     def add(self, key: tuple[str, str], pid: uuid.UUID) -> None:
         if key in self.profile_of:
@@ -90,6 +99,13 @@ class _Workspace:
         self.keys_of.setdefault(pid, []).append(key)
 
     def forget(self, pid: uuid.UUID) -> list[tuple[str, str]]:
+        if pid == ERASED:
+            keys = list(self.profile_of)
+            self.profile_of.clear()
+            self.keys_of.clear()
+            self.unsuppressed.clear()
+            self.erasures += 1
+            return keys
         keys = self.keys_of.pop(pid, [])
         for key in keys:
             self.profile_of.pop(key, None)
@@ -97,11 +113,50 @@ class _Workspace:
 
 
 _workspaces: dict[uuid.UUID, _Workspace] = {}
+# Workspaces whose log showed an erasure to this process: ingest checks their suppressions
+# even when its (briefly cached) workspace settings do not say they have any yet.
+_erasures_seen: set[uuid.UUID] = set()
+
+
+def erasure_seen(workspace_id: uuid.UUID) -> bool:
+    return workspace_id in _erasures_seen
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionMemo:
+    """The identifiers of a workspace known not to be suppressed, as of `erasures` erasures
+    seen by its cache. Valid for a batch only if its own read of the change log (a later
+    statement under the same lock) shows no new erasure: see `memo_still_valid`."""
+
+    clear: set[tuple[str, str]]
+    erasures: int
+    workspace: _Workspace | None
+
+
+def suppression_memo(workspace_id: uuid.UUID) -> SuppressionMemo:
+    ws = _workspaces.get(workspace_id)
+    if ws is None or ws.seq is None:  # no log position: nothing to trust (and nothing kept)
+        return SuppressionMemo(set(), 0, None)
+    return SuppressionMemo(ws.unsuppressed, ws.erasures, ws)
+
+
+def memo_still_valid(workspace_id: uuid.UUID, memo: SuppressionMemo) -> bool:
+    """Whether no erasure was seen since `memo` was taken (and the cache it lives in is the same)."""
+    if memo.workspace is None:
+        return True
+    return _workspaces.get(workspace_id) is memo.workspace and memo.workspace.erasures == memo.erasures
+
+
+def _saw_erasure(workspace_id: uuid.UUID) -> None:
+    if len(_erasures_seen) >= MAX_WORKSPACES:
+        _erasures_seen.clear()
+    _erasures_seen.add(workspace_id)
 
 
 def clear() -> None:
     """Forget everything (tests; or after restoring a database under a running process)."""
     _workspaces.clear()
+    _erasures_seen.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +168,7 @@ class Unsynced:
     rest: list[Any]  # the messages that were not
     since: int
     workspace: _Workspace
+    workspace_id: uuid.UUID
 
 
 def settle(workspace_id: uuid.UUID, messages: Sequence[Any]) -> Unsynced | None:
@@ -142,7 +198,7 @@ def settle(workspace_id: uuid.UUID, messages: Sequence[Any]) -> Unsynced | None:
             profile_of[m.index] = pid
     if not profile_of:
         return None
-    return Unsynced(profile_of, rest, ws.seq, ws)
+    return Unsynced(profile_of, rest, ws.seq, ws, workspace_id)
 
 
 def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.UUID]) -> bool:
@@ -152,6 +208,9 @@ def apply_changes(unsynced: Unsynced, head: int | None, changed: Sequence[uuid.U
     ws = unsynced.workspace
     for pid in changed:
         ws.forget(pid)
+    if ERASED in changed:
+        _saw_erasure(unsynced.workspace_id)
+        return False
     if head is not None:
         ws.seq = head  # as in lookup: possibly back, never past a change not applied
     ws.synced_at = monotonic()
@@ -197,11 +256,13 @@ async def lookup(
             changed.add(r["profile_id"])
     stale: list[tuple[str, str]] = []
     if changed:
+        if ERASED in changed:
+            _saw_erasure(workspace_id)
         for pid in changed:
             ws.forget(pid)
         # Also what this call took from the cache before it awaited (a concurrent call may
         # have forgotten those entries already).
-        stale = [key for key, pid in known.items() if pid in changed]
+        stale = [key for key, pid in known.items() if pid in changed or ERASED in changed]
         for key in stale:
             del known[key]
     if stale:
@@ -238,3 +299,15 @@ async def prune_log(session: AsyncSession) -> int:
         {"secs": LOG_RETENTION.total_seconds()},
     )
     return result.rowcount
+
+
+async def erased(conn: Any, workspace_id: uuid.UUID, profile_ids: Sequence[uuid.UUID]) -> None:
+    """After an erasure deleted these profiles' identifiers (whose trigger logged their ids),
+    inside the same transaction and under the workspace's exclusive lock: replace their log
+    entries with one `ERASED` entry, which every cache of the workspace applies by forgetting
+    all it holds."""
+    await conn.execute(
+        "DELETE FROM identity_change WHERE workspace_id = $1 AND profile_id = ANY($2::uuid[])",
+        workspace_id, list(profile_ids),
+    )
+    await conn.execute("INSERT INTO identity_change (workspace_id, profile_id) VALUES ($1, $2)", workspace_id, ERASED)

@@ -43,6 +43,7 @@ from app.identity.normalize import IdentitySettings
 from app.identity.service import identity_settings_from
 from app.ingest import service
 from app.ingest.parser import MESSAGE_TYPES, ParseOptions, parse_batch
+from app.privacy.suppression import workspace_has_suppressions
 from app.workspaces.service import get_workspace
 
 CHUNK_ROWS = 1000  # rows per transaction: bounds memory, statement size and lock time
@@ -525,6 +526,7 @@ class RowReader:
 class ImportSummary:
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0
     rejected_count: int = 0
     rejected: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED_REJECTIONS, in row order
     committed_through_row: int = 0  # last row of the last committed chunk
@@ -534,7 +536,8 @@ class ImportSummary:
         return self.rejected_count > len(self.rejected)
 
     def counts(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected_count": self.rejected_count}
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "suppressed": self.suppressed,
+                "rejected_count": self.rejected_count}
 
     def as_dict(self) -> dict[str, Any]:
         """The API response shape (the CLI's --json prints the same)."""
@@ -547,12 +550,14 @@ class ImportSummary:
 
 class _Importer:
     def __init__(
-        self, session: AsyncSession, settings: Settings, workspace_id: uuid.UUID, identity: IdentitySettings
+        self, session: AsyncSession, settings: Settings, workspace_id: uuid.UUID, identity: IdentitySettings,
+        suppressions: bool = False,
     ) -> None:
         self.session = session
         self.settings = settings
         self.workspace_id = workspace_id
         self.identity = identity
+        self.suppressions = suppressions
         self.summary = ImportSummary()
         # A consents import: the workspace's purposes and notice versions, to check rows against.
         self.consent: tuple[set[str], set[tuple[str, int]]] | None = None
@@ -601,13 +606,14 @@ class _Importer:
         # advisory lock and keeps the transaction small.
         result = await service.ingest(
             session_write_transaction(self.session), workspace_id=self.workspace_id, messages=parsed,
-            identity=self.identity, received_at=received_at,
+            identity=self.identity, received_at=received_at, suppressions=self.suppressions,
         )
         if not parsed:
             await self.session.commit()
         summary = self.summary
         summary.accepted += result.accepted
         summary.duplicates += result.duplicates
+        summary.suppressed += result.suppressed
         summary.rejected_count += len(errors)
         room = MAX_REPORTED_REJECTIONS - len(summary.rejected)
         if room > 0 and errors:
@@ -643,8 +649,9 @@ async def run_import(
     """
     workspace = await get_workspace(session, workspace_id=workspace_id)
     identity = identity_settings_from(workspace.settings)
+    suppressions = workspace_has_suppressions(workspace.settings)
     await session.commit()  # no transaction stays open while the body trickles in
-    importer = _Importer(session, settings, workspace_id, identity)
+    importer = _Importer(session, settings, workspace_id, identity, suppressions)
     if kind is ImportKind.consents:
         importer.consent = (await consent_service.purpose_keys(session, workspace_id=workspace_id),
                             await consent_service.notice_versions(session, workspace_id=workspace_id))

@@ -31,6 +31,7 @@ from app.ingest.parser import (
     parse_timestamp,
 )
 from app.ingest.schemas import IngestResponse
+from app.privacy.suppression import workspace_has_suppressions
 
 router = APIRouter(tags=["ingest"])
 
@@ -100,8 +101,9 @@ async def _ingest(
             request.app.state.db.write_transaction, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
             trait_strategies=trait_strategies_from(principal.workspace_settings),
             gpc=request.headers.get("sec-gpc", "").strip() == "1",
+            suppressions=workspace_has_suppressions(principal.workspace_settings),
         )
-    return IngestOutcome(result.accepted, result.duplicates, rejected)
+    return IngestOutcome(result.accepted, result.duplicates, rejected, result.suppressed)
 
 
 @dataclass(slots=True)
@@ -109,13 +111,14 @@ class IngestOutcome:
     accepted: int
     duplicates: int
     rejected: list[Rejection]
+    suppressed: int = 0
 
     def response(self) -> Response:
         """The IngestResponse document, serialised directly: the hot path skips re-validating
         its own output (the route's response_model still documents it)."""
         return Response(orjson.dumps({
             "success": True, "accepted": self.accepted, "duplicates": self.duplicates,
-            "rejected": [
+            "suppressed": self.suppressed, "rejected": [
                 {"index": r.index, "messageId": r.message_id, "code": r.code, "reason": r.reason} for r in self.rejected
             ],
         }), media_type="application/json")

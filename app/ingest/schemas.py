@@ -63,6 +63,9 @@ class IngestResponse(BaseModel):
     success: bool = True
     accepted: int = Field(description="Messages stored now.")
     duplicates: int = Field(description="Messages already stored (same messageId): nothing changed.")
+    suppressed: int = Field(
+        default=0, description="Messages dropped because they carry an identifier suppressed by an erasure request."
+    )
     rejected: list[IngestRejection] = Field(default_factory=list)
 
 
@@ -87,6 +90,9 @@ class ImportResponse(BaseModel):
 
     accepted: int = Field(description="Rows stored now.")
     duplicates: int = Field(description="Rows already stored (same messageId, e.g. an earlier run of the same file).")
+    suppressed: int = Field(
+        default=0, description="Rows dropped because they carry an identifier suppressed by an erasure request."
+    )
     rejected_count: int = Field(description="Rows not stored.")
     rejected: list[ImportRejection] = Field(
         default_factory=list, description="The first 1,000 rejected rows, in row order."

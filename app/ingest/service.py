@@ -27,6 +27,7 @@ from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
 from app.ingest import repository
 from app.ingest.parser import ParsedMessage, Rejection
+from app.privacy import suppression
 from app.profiles import service as profile_service
 from app.traits import service as trait_service
 
@@ -38,6 +39,7 @@ MAX_ATTEMPTS = 6
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # dropped: they carried an identifier suppressed by an erasure
     rejected: list[Rejection] = field(default_factory=list)
     profiles_created: int = 0
     merges: int = 0
@@ -57,10 +59,15 @@ async def ingest(
     received_at: datetime,
     trait_strategies: dict[str, str] | None = None,
     gpc: bool = False,
+    suppressions: bool = False,
 ) -> IngestResult:
     """Store the messages idempotently, in one transaction opened by `transaction` (with the
     workspace's lock as its first statement). Reruns the whole batch in a fresh transaction
-    when it loses an identity race or needs the workspace's exclusive lock to merge."""
+    when it loses an identity race or needs the workspace's exclusive lock to merge.
+
+    `suppressions`: whether the workspace's settings say it has suppressed identifiers; the
+    batch is then checked against them (and also once this process has seen an erasure of
+    the workspace in the identity change log, however old its settings are)."""
     result = IngestResult()
     if not messages:
         return result
@@ -71,7 +78,7 @@ async def ingest(
             async with transaction(identity_service.workspace_lock_sql(workspace_id, exclusive=exclusive)) as conn:
                 window = await _ingest_once(
                     conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
-                    delay, gpc,
+                    delay, gpc, suppressions,
                 )
                 if window is not None and window.marked:
                     await trait_service.ensure_incremental_job(
@@ -87,7 +94,8 @@ async def ingest(
             exclusive = True
             log.warning("ingest batch deadlocked; retrying with the exclusive lock", extra={"attempt": attempt})
         # The transaction was rolled back as the exception left it.
-        result.accepted = result.duplicates = result.profiles_created = result.merges = result.conflicts = 0
+        result.accepted = result.duplicates = result.suppressed = 0
+        result.profiles_created = result.merges = result.conflicts = 0
         result.created = {}
         await asyncio.sleep(0.002 * attempt)
     raise ServiceUnavailable(
@@ -106,6 +114,7 @@ async def _ingest_once(
     trait_strategies: dict[str, str],
     delay_seconds: float,
     gpc: bool = False,
+    suppressions: bool = False,
 ) -> repository.Inserted | None:
     """One attempt; returns the event insert's outcome (None when every message was a replay)."""
     # Replays: messages already stored are duplicates and have no side effects (an old identify
@@ -124,6 +133,14 @@ async def _ingest_once(
         fresh.append(m)
     if not fresh:
         return None
+    # Erased people stay erased: drop messages carrying a suppressed identifier (one probe,
+    # only in workspaces with suppressions; see app/privacy/suppression.py).
+    checked = suppressions or identity_cache.erasure_seen(workspace_id)
+    memo = identity_cache.suppression_memo(workspace_id) if checked else None
+    if memo is not None:
+        fresh, result.suppressed = await suppression.drop_suppressed(conn, workspace_id, fresh, identity, memo)
+        if not fresh:
+            return None
 
     # Returning people, the bulk of steady traffic: every identifier cached, each message's
     # pointing at one profile. In a batch without identify/group messages (which run their own
@@ -152,6 +169,11 @@ async def _ingest_once(
         result.merges = resolution.merges
         result.conflicts = resolution.conflicts
         result.created, result.position = resolution.created, resolution.position
+        if (memo is None and identity_cache.erasure_seen(workspace_id)) or (
+            memo is not None and not identity_cache.memo_still_valid(workspace_id, memo)
+        ):
+            # The look-up read an erasure the suppression check did not know: check again.
+            raise identity_service.RetryBatch("an erasure committed in the workspace; checking suppressions")
 
     if side_effects:  # identify and group messages update profiles and accounts
         trait_updates: dict[uuid.UUID, dict[str, Any]] = {}

@@ -44,6 +44,7 @@ def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
     """Every domain's tasks and schedules (the worker's counterpart of app/api.py): each
     domain's jobs module registers its own; add a domain with one line below."""
     from app.identity import jobs as identity_jobs
+    from app.privacy import jobs as privacy_jobs
     from app.segments import jobs as segment_jobs
     from app.traits import jobs as trait_jobs
 
@@ -53,6 +54,7 @@ def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
         identity_jobs,
         trait_jobs,
         segment_jobs,
+        privacy_jobs,
     ):
         module.register(registry)
     return registry.tasks, registry.schedules

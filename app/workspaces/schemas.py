@@ -26,14 +26,22 @@ class WorkspacePublic(BaseModel):
     ingest_rate_limit_per_second: float | None = Field(
         default=None, description="This workspace's ingest limit (messages/s per process); null: the service default."
     )
+    event_retention_days: int | None = Field(
+        default=None, description="Events older than this many days are deleted by the retention job; null: kept."
+    )
 
 
 class WorkspaceUpdate(BaseModel):
-    """Changes to the workspace. Send `ingest_rate_limit_per_second: null` to fall back to the default."""
+    """Changes to the workspace. Send `ingest_rate_limit_per_second: null` to fall back to the default,
+    `event_retention_days: null` to keep events forever."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
     ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000)
+    event_retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, examples=[730],
+        description="Delete events older than this many days (hourly job); null keeps them forever.",
+    )
 
 
 class WorkspaceCreated(BaseModel):

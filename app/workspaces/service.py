@@ -100,6 +100,8 @@ async def update_workspace(
     name: str | None,
     ingest_rate_limit_per_second: float | None,
     rate_given: bool,
+    event_retention_days: int | None = None,
+    retention_given: bool = False,
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id=workspace_id)
     if name is not None:
@@ -113,4 +115,11 @@ async def update_workspace(
         else:
             ingest["rate_limit_per_second"] = ingest_rate_limit_per_second
         workspace = await update_settings_section(session, workspace_id=workspace_id, section="ingest", value=ingest)
+    if retention_given:
+        privacy = dict((workspace.settings or {}).get("privacy") or {})
+        if event_retention_days is None:
+            privacy.pop("event_retention_days", None)
+        else:
+            privacy["event_retention_days"] = event_retention_days
+        workspace = await update_settings_section(session, workspace_id=workspace_id, section="privacy", value=privacy)
     return workspace

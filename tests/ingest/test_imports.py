@@ -157,7 +157,7 @@ async def test_csv_profile_import_creates_profiles(client: httpx.AsyncClient, wo
     )
     resp = await post(client, workspace, "profiles", body, CSV)
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"accepted": 2, "duplicates": 0, "rejected_count": 0, "rejected": [], "rejected_truncated": False}
+    assert resp.json() == {"accepted": 2, "duplicates": 0, "suppressed": 0, "rejected_count": 0, "rejected": [], "rejected_truncated": False}
     jane = await profile_of(client, workspace, "u1")
     # Cells stay strings (zip codes keep their leading zero); email and phone are traits too.
     assert jane["traits"] == {"email": "Jane@Example.com", "phone": "+1 415 555 0100", "First Name": "Jane", "zip": "02134"}
@@ -335,7 +335,7 @@ async def test_cdnow_order_history(client: httpx.AsyncClient, workspace: Workspa
     assert rows == 6919
     resp = await post(client, workspace, "events", out.getvalue().encode(), CSV)
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"accepted": 6919, "duplicates": 0, "rejected_count": 0, "rejected": [], "rejected_truncated": False}
+    assert resp.json() == {"accepted": 6919, "duplicates": 0, "suppressed": 0, "rejected_count": 0, "rejected": [], "rejected_truncated": False}
     stats = (await session.execute(sa.text(
         "SELECT count(*) AS n, count(DISTINCT profile_id) AS people, sum((properties->>'revenue')::numeric) AS revenue, "
         "min(timestamp) AS first, bool_and(jsonb_typeof(properties->'quantity') = 'number') AS numeric_qty "

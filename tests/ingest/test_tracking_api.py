@@ -39,7 +39,7 @@ async def test_batch_stores_every_type_and_links_identity(client: httpx.AsyncCli
     ]
     resp = await send(client, workspace, batch)
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"success": True, "accepted": 6, "duplicates": 0, "rejected": []}
+    assert resp.json() == {"success": True, "accepted": 6, "duplicates": 0, "suppressed": 0, "rejected": []}
     stored = await events(client, workspace)
     assert len(stored) == 6
     profiles = {e["profile_id"] for e in stored}
