@@ -258,9 +258,12 @@ def test_gamma_gamma_needs_repeat_buyers() -> None:
 
 
 def test_degenerate_bgnbd_fit_is_reported() -> None:
-    # One customer cannot identify four parameters: the likelihood has no interior maximum.
-    with pytest.raises(ValueError, match="degenerate"):
+    # One customer cannot identify four parameters: refused before any optimisation.
+    with pytest.raises(ValueError, match="same history"):
         fit_bgnbd([1], [5.0], [10.0])
+    # Two histories cannot either: the likelihood has no interior maximum.
+    with pytest.raises(ValueError, match="degenerate"):
+        fit_bgnbd([1, 2], [5.0, 6.0], [10.0, 10.0])
 
 
 def test_bgnbd_recovers_simulated_parameters() -> None:
