@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -82,8 +83,11 @@ _LOG_DRIFT = 15.0
 # customer histories). A well-posed fit of any of the models here needs a few dozen; a
 # degenerate one chases a parameter towards 0 or infinity and would otherwise keep a
 # derivative-free fallback busy for tens of thousands of steps.
-_LBFGS_MAX_EVALUATIONS = 600
-_NELDER_MEAD_MAX_EVALUATIONS = 800
+# (CDNOW's fits take 16-30.)
+_LBFGS_MAX_EVALUATIONS = 200
+_NELDER_MEAD_MAX_EVALUATIONS = 400
+# Consecutive iterations beyond _LOG_DRIFT after which a run is taken to be running away.
+_DRIFT_ITERATIONS = 10
 
 
 # --------------------------------------------------------------------------- RFM
@@ -287,6 +291,15 @@ def _fit_log_params(
         grad = np.where((z >= _LOG_BOUND - _BOUND_SLACK) & (grad < 0), 0.0, grad)
         return bool(np.max(np.abs(grad)) < _GTOL)
 
+    drifting = [0]
+
+    def stop_when_drifting(intermediate_result: Any) -> None:
+        # Iterates that stay far out are chasing a maximum at 0 or infinity: stop chasing.
+        far = np.any(np.abs(intermediate_result.x) > _LOG_DRIFT)
+        drifting[0] = drifting[0] + 1 if far else 0
+        if drifting[0] >= _DRIFT_ITERATIONS:
+            raise StopIteration
+
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = minimize(
             objective,
@@ -294,6 +307,7 @@ def _fit_log_params(
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
+            callback=stop_when_drifting,
             options={"maxiter": _LBFGS_MAX_EVALUATIONS, "maxfun": _LBFGS_MAX_EVALUATIONS,
                      "ftol": 1e-14, "gtol": 1e-9},
         )
@@ -302,11 +316,13 @@ def _fit_log_params(
         ok = converged(best)
         drifted = bool(np.all(np.isfinite(best)) and np.any(np.abs(best) > _LOG_DRIFT))
         if not ok and not drifted:
+            drifting[0] = 0
             nm = minimize(
-                lambda z: objective(z)[0],
+                getattr(objective, "value", None) or (lambda z: objective(z)[0]),
                 best if np.all(np.isfinite(best)) else x0,
                 method="Nelder-Mead",
                 bounds=bounds,
+                callback=stop_when_drifting,
                 options={"maxfev": _NELDER_MEAD_MAX_EVALUATIONS, "xatol": 1e-10, "fatol": 1e-14},
             )
             best = np.asarray(nm.x, dtype=np.float64)
@@ -340,8 +356,11 @@ def _distinct_histories(
     repeat a lot: a workspace of a million customers has far fewer distinct rows,
     and a degenerate one (everybody alike) has a handful.
     """
-    rows, counts = np.unique(np.stack([x, t_x, age], axis=1), axis=0, return_counts=True)
-    return rows[:, 0], rows[:, 1], rows[:, 2], counts.astype(np.float64)
+    order = np.lexsort((age, t_x, x))  # np.unique(axis=0) sorts rows as bytes, far slower
+    xs, ts, ages = x[order], t_x[order], age[order]
+    starts = np.flatnonzero(np.r_[True, (np.diff(xs) != 0) | (np.diff(ts) != 0) | (np.diff(ages) != 0)])
+    counts = np.diff(np.r_[starts, len(xs)]).astype(np.float64)
+    return xs[starts], ts[starts], ages[starts], counts
 
 
 def _check_identifiable(model: str, x: FloatArray, t_x: FloatArray, age: FloatArray) -> None:
@@ -382,9 +401,19 @@ def _mean_objective(
     age: FloatArray,
     weights: FloatArray,
     penalizer: float,
+    loglik: Callable[[FloatArray, FloatArray, FloatArray, FloatArray], FloatArray] | None = None,
 ) -> Callable[[FloatArray], tuple[float, FloatArray]]:
-    """Weighted mean negative log-likelihood plus the L2 penalty, and its gradient."""
+    """Weighted mean negative log-likelihood plus the L2 penalty, and its gradient.
+
+    With ``loglik`` (the log-likelihood alone, for a model whose gradient is costly) the
+    returned function also has a ``value`` attribute for derivative-free steps.
+    """
     total = float(weights.sum())
+
+    def value(log_params: FloatArray) -> float:
+        assert loglik is not None
+        result = -float(weights @ loglik(log_params, x, t_x, age)) / total + penalizer * np.sum(np.exp(log_params) ** 2)
+        return float(result) if np.isfinite(result) else np.inf
 
     def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
         ll, grad = terms(log_params, x, t_x, age)
@@ -394,6 +423,8 @@ def _mean_objective(
             return np.inf, np.zeros_like(log_params)
         return float(value), -(weights @ grad) / total + 2.0 * penalizer * theta**2
 
+    if loglik is not None:
+        objective.value = value  # type: ignore[attr-defined]
     return objective
 
 
@@ -748,7 +779,7 @@ def fit_pareto_nbd(
     _check_penalizer(penalizer)
     _check_identifiable("Pareto/NBD", x, t_x, age)
     ux, ut_x, uage, weights = _distinct_histories(x, t_x, age)
-    objective = _mean_objective(_pareto_loglik_terms, ux, ut_x, uage, weights, penalizer)
+    objective = _mean_objective(_pareto_loglik_terms, ux, ut_x, uage, weights, penalizer, loglik=_pareto_loglik)
     # Start: purchase rate as for BG/NBD; mean lifetime beta/s of about the
     # observation span, a well-scaled guess whatever the time unit.
     rate = max(float(x.sum()) / float(age.sum()), 1e-6)
