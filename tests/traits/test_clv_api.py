@@ -11,6 +11,7 @@ refresh of the imported history fits its whole 78 weeks as `lifetimes` 0.11.3 do
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, timedelta
 
@@ -395,3 +396,37 @@ async def test_models_are_per_workspace(
     theirs = await client.post("/v1/computed-traits/clv/fit", headers=other_workspace.admin_headers)
     assert theirs.status_code == 422 and theirs.json()["code"] == "clv_no_orders"
     assert (await client.get("/v1/computed-traits/clv/model", headers=workspace.admin_headers)).json() == fitted.json()
+
+
+async def test_cli_fits_with_settings_and_shows_the_comparison(committed_app, database_url: str) -> None:
+    from tests.conftest import create_workspace_via_api, make_client
+    from tests.traits.test_computed_traits import clientele
+
+    async with make_client(committed_app) as client:
+        ws = await create_workspace_via_api(client, "cli-clv")
+        batch = [
+            {"type": "track", "userId": user, "event": "Order Completed", "messageId": f"cdnow-{n}",
+             "timestamp": f"{day[:4]}-{day[4:6]}-{day[6:]}T00:00:00Z", "properties": {"revenue": dollars}}
+            for n, user, day, _, dollars in cdnow_rows() if int(user) <= 400
+        ]
+        for start in range(0, len(batch), 500):
+            assert (await client.post("/v1/batch", json={"batch": batch[start:start + 500]},
+                                      auth=ws.write_auth)).status_code == 200
+
+        code, out, err = await clientele(database_url, "traits", "clv-fit", "-w", ws.workspace_id,
+                                         "--calibration-end", "1997-09-30", "--model", "bgnbd",
+                                         "--horizon", "273", "--json")
+        assert code == 0, err
+        fitted = json.loads(out)
+        assert fitted["model"] == "bgnbd" and fitted["customer_count"] == 400
+        assert fitted["settings"]["calibration_end"] == "1997-09-30" and fitted["settings"]["horizons_days"] == [273]
+        assert fitted["comparison"]["method"] == "holdout" and fitted["comparison"]["holdout_days"] == 273
+        served = (await client.get("/v1/computed-traits/clv/model", headers=ws.admin_headers)).json()
+        assert served == fitted
+
+        code, out, err = await clientele(database_url, "traits", "clv-fit", "-w", ws.workspace_id)
+        assert code == 0, err
+        assert "comparison (split" in out and "lowest holdout RMSE" in out
+
+    code, _, err = await clientele(database_url, "traits", "clv-fit", "-w", ws.workspace_id, "--model", "gamma")
+    assert code == 2 and "model" in err
