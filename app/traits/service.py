@@ -734,7 +734,7 @@ async def _refresh_clv(
         except ValidationFailed as exc:
             # Too little history is normal for a young workspace: keep the old model (if any).
             outcome = f"not fitted: {exc.detail}"
-    as_of = await _observation_end(conn, workspace_id, settings, computed_at)
+    as_of = computed_at if model is None else await _observation_end(conn, workspace_id, settings, computed_at)
     written = await _score_clv(conn, workspace_id, model, as_of=as_of, computed_at=computed_at, profiles=profiles)
     if model is None:
         return (outcome if outcome != "scored" else "no model"), written, None
