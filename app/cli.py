@@ -582,6 +582,62 @@ def privacy_retention() -> None:
         console.print("no workspace has an event retention")
 
 
+@traits_app.command("clv-fit")
+def traits_clv_fit(
+    workspace: WorkspaceOpt,
+    calibration_start: Annotated[str | None, typer.Option(help="First day of the calibration period (YYYY-MM-DD).")] = None,
+    calibration_end: Annotated[str | None, typer.Option(help="Last day of the calibration period; later orders are the holdout.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Observation end, e.g. 1998-06-30T23:59:59Z (default: the latest order's day, or now).")] = None,
+    model: Annotated[str, typer.Option(help="auto, bgnbd, mbgnbd or pareto_nbd.")] = "auto",
+    horizon: Annotated[list[int] | None, typer.Option(help="Horizon in days of expected_orders_<N>d and clv_<N>d (repeatable; default 90 and 365).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model as JSON only.")] = False,
+) -> None:
+    """Fit the CLV models (settings kept for automatic refits), score every customer, show the comparison."""
+    from pydantic import ValidationError
+
+    from app.core.errors import AppError
+    from app.traits import service
+    from app.traits.schemas import ClvFitRequest
+    from app.workspaces import service as workspace_service
+
+    fields = {"calibration_start": calibration_start, "calibration_end": calibration_end, "as_of": as_of,
+              "model": model, "horizons_days": horizon}
+    try:
+        request = ClvFitRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        err_console.print(f"[red]{problems}[/]")
+        raise typer.Exit(2) from None
+
+    async def run(session: Any):
+        await workspace_service.get_workspace(session, workspace_id=workspace)
+        return await service.fit_clv(session, workspace_id=workspace, request=request)
+
+    try:
+        fitted = _run_with_session(run)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(fitted.model_dump_json())
+        return
+    params = ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.model_dump().items() if v is not None)
+    console.print(f"{fitted.model}: {params} (log-likelihood {fitted.log_likelihood:.2f})")
+    console.print(f"calibration {fitted.calibration_start or 'start'} .. {fitted.calibration_end}, "
+                  f"observed to {fitted.observation_end.isoformat()}; {fitted.customer_count} customers, "
+                  f"{fitted.repeat_customer_count} with repeat purchases")
+    if fitted.comparison is not None:
+        c = fitted.comparison
+        console.print(f"comparison ({c.method}, holdout {c.calibration_end} .. {c.holdout_end}): {c.reason}")
+        for cand in c.candidates:
+            if cand.rmse is None:
+                console.print(f"  {cand.model}: {cand.error}")
+            else:
+                console.print(f"  {cand.model}: predicted {cand.predicted:.1f} vs actual {cand.actual:.0f}, "
+                              f"MAE {cand.mae:.3f}, RMSE {cand.rmse:.3f}")
+    console.print(f"traits: {', '.join(fitted.traits)}")
+
+
 def main() -> None:
     app()
 

@@ -84,21 +84,42 @@ class ComputedTraitDirty(SQLModel, table=True):
     profile_ids: list[uuid.UUID] = Field(sa_column=sa.Column(pg.ARRAY(pg.UUID(as_uuid=True)), nullable=False))
 
 
+CLV_MODELS = ("bgnbd", "mbgnbd", "pareto_nbd")
+
+
 class ClvModel(SQLModel, table=True):
-    """A workspace's last fitted BG/NBD + Gamma-Gamma model (app.traits.clv)."""
+    """A workspace's last fitted purchase model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma
+    spend model (app.traits.clv), with the settings every automatic refit reuses."""
 
     __tablename__ = "clv_model"
-    __table_args__ = (sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),)
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.CheckConstraint(f"model IN {CLV_MODELS!r}", name="model"),
+    )
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
+    model: str = Field(sa_column=sa.Column(sa.Text, nullable=False), description="bgnbd, mbgnbd or pareto_nbd")
     params: dict = Field(
         sa_column=sa.Column(pg.JSONB, nullable=False),
-        description="BG/NBD r, alpha, a, b (time in weeks) and Gamma-Gamma p, q, v (null when not fitted).",
+        description="The purchase model's parameters (time in weeks: r, alpha and a, b or s, beta) and "
+        "Gamma-Gamma p, q, v (null when not fitted).",
     )
-    log_likelihood: float = Field(sa_column=sa.Column(sa.Float, nullable=False), description="BG/NBD")
+    log_likelihood: float = Field(sa_column=sa.Column(sa.Float, nullable=False), description="purchase model")
     gamma_gamma_log_likelihood: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
     customer_count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     repeat_customer_count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     calibration_start: date | None = Field(default=None, sa_column=sa.Column(sa.Date, nullable=True))
     calibration_end: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    observation_end: datetime = Field(
+        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False),
+        description="Customers' histories were read up to here at the fit.",
+    )
+    settings: dict = Field(
+        sa_column=sa.Column(pg.JSONB, nullable=False),
+        description="The fit's request (ClvSettings); automatic refits reuse it.",
+    )
+    comparison: dict | None = Field(
+        default=None, sa_column=sa.Column(pg.JSONB, nullable=True),
+        description="The calibration/holdout comparison that chose the model (ClvComparison).",
+    )
     fitted_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))

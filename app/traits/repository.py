@@ -491,6 +491,37 @@ async def order_summaries(
     )
 
 
+async def order_span(conn: Any, workspace_id: uuid.UUID, *, since: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """The first (from `since`) and the latest order's timestamps; (None, None) without orders.
+    Two ends of the (workspace_id, event, timestamp) index."""
+    p = _Params()
+    where = f"workspace_id = {p(workspace_id)} AND event = {p(ORDER_EVENT)} AND profile_id IS NOT NULL"
+    first_where = where + (f" AND timestamp >= {p(since)}" if since is not None else "")
+    row = await conn.fetchrow(
+        f"SELECT (SELECT min(timestamp) FROM event WHERE {first_where}) AS first,"
+        f" (SELECT max(timestamp) FROM event WHERE {where}) AS latest",
+        *p.values,
+    )
+    return row["first"], row["latest"]
+
+
+async def holdout_purchases(
+    conn: Any, workspace_id: uuid.UUID, *, after: datetime, until: datetime
+) -> dict[uuid.UUID, int]:
+    """Per profile, the distinct UTC days with orders in (after, until]: repeat purchases in a
+    holdout period (the caller keeps the profiles of its calibration period)."""
+    rows = await conn.fetch(
+        """
+        SELECT profile_id, count(DISTINCT (timestamp AT TIME ZONE 'UTC')::date) AS days
+        FROM event
+        WHERE workspace_id = $1 AND event = $2 AND profile_id IS NOT NULL AND timestamp > $3 AND timestamp <= $4
+        GROUP BY profile_id
+        """,
+        workspace_id, ORDER_EVENT, after, until,
+    )
+    return {r["profile_id"]: r["days"] for r in rows}
+
+
 async def upsert_clv_values(
     conn: Any,
     workspace_id: uuid.UUID,
@@ -499,13 +530,15 @@ async def upsert_clv_values(
     profiles: ProfileSet | None,
     profile_ids: Sequence[uuid.UUID],
     columns: dict[str, Sequence[float | None]],
+    family: Sequence[str] = CLV_TRAITS,
 ) -> Written:
     """Write per-profile CLV scores (one array per trait name, for `profile_ids`; nulls are
-    skipped) and drop the CLV scores of `profiles` (None: the workspace) that have none now.
-    With no columns: drop them all (no model)."""
+    skipped) and drop the CLV scores (the names in `family`) of `profiles` (None: the
+    workspace) that have none now. With no columns: drop them all (no model)."""
     p = _Params()
     ws = p(workspace_id)
-    names = [n for n in CLV_TRAITS if n in columns]
+    family = list(dict.fromkeys([*family, *columns]))
+    names = [n for n in family if n in columns]
     if names:
         ids = p(list(profile_ids), "::uuid[]")
         arrays = ", ".join(p(list(columns[n]), "::float8[]") for n in names)
@@ -520,7 +553,7 @@ async def upsert_clv_values(
     else:
         new = "SELECT NULL::uuid AS profile_id, NULL::text AS name, NULL::jsonb AS value WHERE false"
     scope = profiles.bind(p) if profiles is not None else None
-    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=p(list(CLV_TRAITS), "::text[]"),
+    sql = _write_family(p, new, workspace=ws, computed_at=p(computed_at), names=p(family, "::text[]"),
                         scope=scope)
     return await _run_family(conn, sql, p)
 

@@ -84,15 +84,13 @@ async def get_computed_trait_job(job_id: uuid.UUID, session: SessionDep, princip
 async def fit_clv_model(
     session: SessionDep, principal: WritePrincipal, body: ClvFitRequest | None = None
 ) -> ClvModelPublic:
-    """BG/NBD (repeat purchases per distinct day, time in weeks) and Gamma-Gamma on the
-    `Order Completed` events of the calibration period, then per profile: probability_alive,
-    expected_orders_90d, expected_orders_365d, expected_spend and clv_365d as of `as_of`.
-    422 when the history cannot identify the model (e.g. no repeat purchases)."""
-    body = body or ClvFitRequest()
-    return await service.fit_clv(
-        session, workspace_id=principal.workspace_id, calibration_start=body.calibration_start,
-        calibration_end=body.calibration_end, as_of=body.as_of,
-    )
+    """A purchase model (BG/NBD, modified BG/NBD or Pareto/NBD, chosen by a calibration/holdout
+    comparison unless `model` names one; repeat purchases per distinct day, time in weeks) and
+    Gamma-Gamma on the `Order Completed` events of the calibration period, then per profile:
+    probability_alive, expected_spend, and expected_orders_<N>d and clv_<N>d for each horizon, as
+    of the observation end. The settings are stored with the model and reused by every automatic
+    refit. 422 when the history cannot identify the model (e.g. no repeat purchases)."""
+    return await service.fit_clv(session, workspace_id=principal.workspace_id, request=body)
 
 
 @router.get(
@@ -100,6 +98,8 @@ async def fit_clv_model(
     summary="The last fitted CLV model",
 )
 async def get_clv_model(session: SessionDep, principal: ReadPrincipal) -> ClvModelPublic:
+    """The model in use, the period it covers, its settings, and the calibration/holdout comparison
+    that chose it: predicted against actual repeat purchases per customer group, and the error."""
     return await service.get_clv_model(session, workspace_id=principal.workspace_id)
 
 

@@ -5,6 +5,11 @@ Reference figures (CDNOW 1/10 sample, 2,357 customers, 39-week calibration):
           t_x=30.43, T=38.86] = 1.226  (Fader, Hardie & Lee 2005, Marketing Science)
   Gamma-Gamma p=6.25 q=3.74 v=15.44 on the 946 repeat buyers  (Fader, Hardie & Lee
           2005, JMR; Hardie, "The Gamma-Gamma model of monetary value")
+  Pareto/NBD r=0.553 alpha=10.578 s=0.606 beta=11.669 LL=-9595.0  (Fader & Hardie, "A note
+          on implementing the Pareto/NBD model in MATLAB", 2005)
+and, for the modified BG/NBD (no published CDNOW fit) and the whole 78 weeks, the `lifetimes`
+library 0.11.3 (numpy 1.24, scipy 1.10, pandas 1.5) on the same data, computed once offline with
+`summary_data_from_transaction_data(..., freq="D", freq_multiplier=7)` and its fitters.
 """
 
 from __future__ import annotations
@@ -15,16 +20,27 @@ import numpy as np
 import pytest
 from scipy.special import hyp2f1
 
+from app.traits import clv as clv_module
 from app.traits.clv import (
+    MODELS,
     BGNBDParams,
     GammaGammaParams,
+    MBGNBDParams,
+    ParetoNBDParams,
     RFMSummary,
     bgnbd_expected_purchases,
     bgnbd_prob_alive,
+    compare_on_holdout,
     customer_lifetime_value,
+    expected_purchases,
     fit_bgnbd,
     fit_gamma_gamma,
+    fit_purchase_model,
     gamma_gamma_expected_spend,
+    mbgnbd_expected_purchases,
+    params_of,
+    pareto_nbd_expected_purchases,
+    prob_alive,
     summarize,
 )
 from tests.datasets import dataset
@@ -258,9 +274,12 @@ def test_gamma_gamma_needs_repeat_buyers() -> None:
 
 
 def test_degenerate_bgnbd_fit_is_reported() -> None:
-    # One customer cannot identify four parameters: the likelihood has no interior maximum.
-    with pytest.raises(ValueError, match="degenerate"):
+    # One customer cannot identify four parameters: refused before any optimisation.
+    with pytest.raises(ValueError, match="same history"):
         fit_bgnbd([1], [5.0], [10.0])
+    # Two histories cannot either: the likelihood has no interior maximum.
+    with pytest.raises(ValueError, match="degenerate"):
+        fit_bgnbd([1, 2], [5.0, 6.0], [10.0, 10.0])
 
 
 def test_bgnbd_recovers_simulated_parameters() -> None:
@@ -287,3 +306,206 @@ def test_bgnbd_recovers_simulated_parameters() -> None:
     assert fit.alpha == pytest.approx(alpha, rel=0.2)
     assert fit.a == pytest.approx(a, rel=0.3)
     assert fit.b == pytest.approx(b, rel=0.3)
+
+
+# ------------------------------------------- MBG/NBD and Pareto/NBD: references
+
+WHOLE_END = date(1998, 6, 30)  # the last purchase day in the file: weeks 1..78
+# lifetimes 0.11.3: fitted parameters, and for sample ids 1, 2, 3, 100, 1516 (x = 3, 1, 0, 1, 41
+# over 78 weeks; 2, 1, 0, 1, 26 over 39) P(alive) and E[purchases in the next 39 weeks].
+LIFETIMES = {
+    (WHOLE_END, "bgnbd"): (
+        {"r": 0.25356104359918297, "alpha": 5.447251837074499, "a": 0.6073660515644056, "b": 2.6472346803200373},
+        [0.6611192848216465, 0.16744845480274645, 1.0, 0.5426690757477812, 0.9345628467190399],
+        [0.9240880572748356, 0.09182707015468373, 0.11293766136072725, 0.2995227157151425, 17.54422168727332],
+    ),
+    (WHOLE_END, "mbgnbd"): (
+        {"r": 0.6178433835703616, "alpha": 8.656959152457842, "a": 0.5515250603185984, "b": 1.0090591706720198},
+        [0.6302757923135355, 0.1053495991561239, 0.3061555639738356, 0.43049793552701454, 0.9423009033879145],
+        [0.9388169869740506, 0.07086480681265259, 0.07951315180109969, 0.29136599545666375, 17.34521795272415],
+    ),
+    (WHOLE_END, "pareto_nbd"): (
+        {"r": 0.5630114324354722, "alpha": 12.559288585579003, "s": 0.4080700170422258, "beta": 10.512094222876057},
+        [0.7281896118663708, 0.10211064398305192, 0.26480525180454956, 0.48218244518471276, 0.9673271481462024],
+        [1.0349444507189212, 0.06366320741936085, 0.05947016630906433, 0.30240489003499904, 17.448001832992997],
+    ),
+    (CALIBRATION_END, "bgnbd"): (
+        {"r": 0.2425945434210672, "alpha": 4.413602716077373, "a": 0.7929218333478439, "b": 2.425905728721631},
+        [0.726620297788256, 0.2123910243493672, 1.0, 0.6469924176400688, 0.9688544473027234],
+        [1.2259944296717151, 0.2034188276052977, 0.19479364221264212, 0.6268530191592023, 20.748903903930266],
+    ),
+    (CALIBRATION_END, "mbgnbd"): (
+        {"r": 0.524842903149598, "alpha": 6.183081764399279, "a": 0.8913595172711999, "b": 1.6140029311982655},
+        [0.7061384907953513, 0.1709510803310356, 0.38972310430883694, 0.6172211290481301, 0.9654846449716143],
+        [1.2627588401713274, 0.18894488774744078, 0.15396600986397643, 0.6896350425260604, 19.446608437929456],
+    ),
+    (CALIBRATION_END, "pareto_nbd"): (
+        {"r": 0.5532648723468012, "alpha": 10.577423574388616, "s": 0.6062424011946382, "beta": 11.66859433133799},
+        [0.8691333865611696, 0.16799331141745255, 0.29511041398989224, 0.7647212341554427, 0.9978733886624112],
+        [1.4551992962889524, 0.1711109033718312, 0.10706753524639054, 0.7866781055343036, 20.114909587703597],
+    ),
+}
+REFERENCE_IDS = [1, 2, 3, 100, 1516]
+
+
+@pytest.fixture(scope="module")
+def whole(cdnow_transactions: list[tuple[int, date, float]]) -> RFMSummary:
+    return summarize(cdnow_transactions, observation_end=WHOLE_END)
+
+
+def _period(end: date, calibration: RFMSummary, whole: RFMSummary) -> RFMSummary:
+    return calibration if end == CALIBRATION_END else whole
+
+
+@pytest.mark.parametrize("end,model", list(LIFETIMES))
+def test_fits_match_lifetimes(end: date, model: str, calibration: RFMSummary, whole: RFMSummary) -> None:
+    summary = _period(end, calibration, whole)
+    fitted = fit_purchase_model(model, summary.frequency, summary.recency, summary.T)
+    expected, _, _ = LIFETIMES[(end, model)]
+    for name, value in expected.items():
+        # lifetimes stops Nelder-Mead at a looser tolerance; 1e-3 is far inside the standard errors.
+        assert getattr(fitted, name) == pytest.approx(value, rel=1e-3), (name, fitted)
+
+
+@pytest.mark.parametrize("end,model", list(LIFETIMES))
+def test_predictions_equal_lifetimes_given_its_parameters(
+    end: date, model: str, calibration: RFMSummary, whole: RFMSummary
+) -> None:
+    summary = _period(end, calibration, whole)
+    values, alive, expected_39 = LIFETIMES[(end, model)]
+    params = params_of(model, values, 0.0)
+    i = [summary.customer_ids.index(c) for c in REFERENCE_IDS]
+    x, t_x, T = summary.frequency[i], summary.recency[i], summary.T[i]
+    np.testing.assert_allclose(prob_alive(params, x, t_x, T), alive, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(expected_purchases(params, 39.0, x, t_x, T), expected_39, rtol=1e-9)
+
+
+def test_pareto_nbd_matches_the_published_fit(calibration: RFMSummary) -> None:
+    fitted = fit_purchase_model("pareto_nbd", calibration.frequency, calibration.recency, calibration.T)
+    assert isinstance(fitted, ParetoNBDParams)
+    for name, value in {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}.items():
+        assert _within(getattr(fitted, name), value, rel=0.002), fitted
+    assert fitted.log_likelihood == pytest.approx(-9594.98, abs=0.01)
+
+
+def test_mbgnbd_gives_one_time_buyers_a_chance_of_being_gone(calibration: RFMSummary) -> None:
+    x, t_x, T = calibration.frequency, calibration.recency, calibration.T
+    fitted = fit_purchase_model("mbgnbd", x, t_x, T)
+    assert isinstance(fitted, MBGNBDParams)
+    alive = prob_alive(fitted, x, t_x, T)
+    assert np.all((alive > 0) & (alive < 1))
+    # BG/NBD's P(alive) = 1 for every one-time buyer, whatever their silence; MBG/NBD's falls with it.
+    young, old = prob_alive(fitted, [0, 0], [0.0, 0.0], [2.0, 38.0])
+    assert 0 < old < young < 1
+
+
+def test_mbgnbd_expected_purchases_equal_the_literal_formula(calibration: RFMSummary) -> None:
+    x, t_x, T = calibration.frequency, calibration.recency, calibration.T
+    p = MBGNBDParams(r=0.525, alpha=6.183, a=0.891, b=1.614, log_likelihood=0.0)
+    for t in (1.0, 39.0, 78.0):
+        z = t / (p.alpha + T + t)
+        literal = (
+            (p.a + p.b + x) / (p.a - 1)
+            * (1 - hyp2f1(p.r + x, p.b + x + 1, p.a + p.b + x, z) * ((p.alpha + T) / (p.alpha + t + T)) ** (p.r + x))
+            / (1 + p.a / (p.b + x) * ((p.alpha + T) / (p.alpha + t_x)) ** (p.r + x))
+        )
+        np.testing.assert_allclose(mbgnbd_expected_purchases(p, t, x, t_x, T), literal, rtol=1e-9)
+
+
+def test_pareto_expected_purchases_are_continuous_at_s_1() -> None:
+    args = (39.0, [0, 3, 20], [0.0, 20.0, 37.0], [38.0, 38.0, 38.0])
+    at_one = pareto_nbd_expected_purchases(ParetoNBDParams(0.55, 10.6, 1.0, 11.7, 0.0), *args)
+    near = pareto_nbd_expected_purchases(ParetoNBDParams(0.55, 10.6, 1.0 + 1e-7, 11.7, 0.0), *args)
+    np.testing.assert_allclose(at_one, near, rtol=1e-6)
+    assert np.all(at_one > 0)
+
+
+def test_mbgnbd_gradient_matches_finite_differences(calibration: RFMSummary) -> None:
+    x, t_x, T = calibration.frequency, calibration.recency, calibration.T
+    z = np.log(np.array([0.5, 6.0, 0.9, 1.6]))
+    _, grad = clv_module._mbgnbd_loglik_terms(z, x, t_x, T)
+    for i in range(4):
+        step = np.zeros(4)
+        step[i] = 1e-6
+        numeric = (clv_module._mbgnbd_loglik_terms(z + step, x, t_x, T)[0]
+                   - clv_module._mbgnbd_loglik_terms(z - step, x, t_x, T)[0]) / 2e-6
+        np.testing.assert_allclose(grad[:, i], numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_holdout_comparison_on_cdnow(
+    cdnow_transactions: list[tuple[int, date, float]], bg: BGNBDParams, calibration: RFMSummary
+) -> None:
+    later: dict[int, set[date]] = {}
+    for customer, day, _ in cdnow_transactions:
+        if day > CALIBRATION_END:
+            later.setdefault(customer, set()).add(day)
+    actual = [len(later.get(c, ())) for c in calibration.customer_ids]
+    result = compare_on_holdout(bg, calibration.frequency, calibration.recency, calibration.T, actual,
+                                holdout_units=39.0)
+    assert (result.customers, result.actual) == (2357, 1882)
+    assert result.predicted == pytest.approx(1653.4, abs=0.1)  # the paper's Figure 3 total
+    assert result.total_error == pytest.approx((1653.4 - 1882) / 1882, abs=1e-4)
+    assert [g["frequency"] for g in result.groups] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert sum(g["customers"] for g in result.groups) == 2357
+    zero = result.groups[0]
+    assert zero["customers"] == 1411 and zero["actual_mean"] == pytest.approx(0.237, abs=1e-3)
+    assert zero["predicted_mean"] == pytest.approx(0.225, abs=1e-3)
+    assert 0 < result.mae < result.rmse
+
+
+# ------------------------------------------------- degenerate data fails fast
+
+_BUDGET = clv_module._LBFGS_MAX_EVALUATIONS + clv_module._NELDER_MEAD_MAX_EVALUATIONS + 3
+_TERMS = {"bgnbd": "_bgnbd_loglik_terms", "mbgnbd": "_mbgnbd_loglik_terms", "pareto_nbd": "_pareto_loglik"}
+
+
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """Each model's likelihood evaluations, as the number of histories each one read."""
+    calls: dict[str, list[int]] = {model: [] for model in MODELS}
+    for model, name in _TERMS.items():
+        original = getattr(clv_module, name)
+
+        def counting(log_params, x, t_x, age, _original=original, _calls=calls[model]):  # noqa: ANN001
+            _calls.append(len(x))
+            return _original(log_params, x, t_x, age)
+
+        monkeypatch.setattr(clv_module, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_degenerate_data_is_refused_before_any_optimisation(model: str, evaluations: dict[str, list[int]]) -> None:
+    n = 50_000
+    cases = [
+        ((np.full(n, 2.0), np.full(n, 10.0), np.full(n, 30.0)), "all 50000 customers have the same history"),
+        ((np.r_[np.zeros(n - 9), np.arange(1.0, 10.0)], np.r_[np.zeros(n - 9), np.full(9, 30.0)], np.full(n, 30.0)),
+         "every repeat buyer bought again at the very end"),
+        ((np.zeros(n), np.zeros(n), np.full(n, 30.0)), "no customer has a repeat purchase"),
+        ((np.zeros(n), np.zeros(n), np.zeros(n)), "no customer has a repeat purchase"),
+        ((np.r_[np.zeros(n - 1), 1.0], np.zeros(n), np.zeros(n)), "T == 0"),
+    ]
+    for (x, t_x, T), message in cases:
+        with pytest.raises(ValueError, match=message):
+            fit_purchase_model(model, x, t_x, T)
+    assert evaluations[model] == []
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_a_likelihood_without_a_maximum_fails_within_the_evaluation_budget(
+    model: str, evaluations: dict[str, list[int]]
+) -> None:
+    """50,000 customers of two kinds: the optimum runs off to 0 or infinity. Once this took
+    minutes (tens of thousands of derivative-free steps over every customer); now the work is
+    bounded in evaluations, and each evaluation reads the two distinct histories only."""
+    n = 50_000
+    x = np.r_[np.ones(n // 2), np.full(n // 2, 2.0)]
+    t_x = np.r_[np.full(n // 2, 5.0), np.full(n // 2, 6.0)]
+    with pytest.raises(ValueError, match="degenerate|did not converge"):
+        fit_purchase_model(model, x, t_x, np.full(n, 10.0))
+    calls = evaluations[model]
+    # A Pareto/NBD step with a gradient costs 9 evaluations (central differences).
+    per_step = 9 if model == "pareto_nbd" else 1
+    assert 0 < len(calls) <= _BUDGET * per_step
+    assert len(calls) <= 200 * per_step  # in practice: about 40-70 steps
+    assert set(calls) == {2}
