@@ -244,7 +244,7 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory):
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # generous: a loaded CI machine starts slowly, a healthy one in a second
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")

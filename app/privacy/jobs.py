@@ -6,8 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from app.core.config import Settings
-from app.jobs.worker import JobContext, Schedule, Task
+from app.jobs.registry import JobContext, JobRegistry, Schedule, Task
 from app.privacy import service
 
 log = logging.getLogger("clientele.privacy")
@@ -26,10 +25,6 @@ async def run_retention(ctx: JobContext) -> None:
     log.info("event retention applied", extra={"deleted_by_workspace": done})
 
 
-TASKS = [Task(service.TASK_PROCESS, run_request)]
-
-
-def schedules(settings: Settings) -> list[Schedule]:
-    if not settings.privacy_retention_cron.strip():
-        return []
-    return [Schedule(SCHEDULE_RETENTION, settings.privacy_retention_cron, run_retention)]
+def register(jobs: JobRegistry) -> None:
+    jobs.add_task(Task(service.TASK_PROCESS, run_request))
+    jobs.add_schedule(Schedule(SCHEDULE_RETENTION, jobs.settings.privacy_retention_cron, run_retention))
