@@ -145,15 +145,13 @@ async def apply_membership(
         scope_cte = scope.cte("touched")
         new_select = new_select.where(profile.c.id.in_(sa.select(scope_cte.c[0])))
     new = new_select.cte("matching")
-    m2 = member.alias("current")
+    # Current members conflict and are skipped (an index probe each, nothing written), so
+    # RETURNING gives exactly those who entered.
     entered = (
         pg.insert(member)
         .from_select(
             ["workspace_id", "segment_id", "profile_id", "version", "entered_at"],
-            sa.select(ws, seg, new.c.profile_id, sa.literal(version), sa.literal(at)).where(
-                ~sa.exists().where(m2.c.workspace_id == workspace_id, m2.c.segment_id == segment_id,
-                                   m2.c.profile_id == new.c.profile_id)
-            ),
+            sa.select(ws, seg, new.c.profile_id, sa.literal(version), sa.literal(at)),
         )
         .on_conflict_do_nothing()
         .returning(member.c.profile_id)

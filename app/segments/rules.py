@@ -412,13 +412,25 @@ def computed_expr(workspace: sa.ColumnElement[Any], profile_id: sa.ColumnElement
 
 @register_condition("computed")
 def _computed(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
+    """A computed trait's value. EXISTS over the value row, so that over many profiles the
+    planner joins (a semi-join on the workspace's values of that name) and for one profile
+    it probes the primary key; `missing` is NOT EXISTS of a present value."""
     _no_extra(ctx, node, pointer, {"computed", "op", "value"})
     name = _string(ctx, node, "computed", pointer)
     if name is None:
         return Compiled(sa.false(), "computed", pointer)
-    expr = computed_expr(profile.c.workspace_id, profile.c.id, name)
-    clause, needed = value_condition(ctx, expr, node, pointer)
-    return Compiled(clause, "computed", pointer, seen={name: expr}, needed=needed, nullable=True)
+    v = computed_value.alias()
+    of_profile = [v.c.workspace_id == profile.c.workspace_id, v.c.profile_id == profile.c.id,
+                  v.c.name == _bind(name, sa.Text)]
+    seen = {name: computed_expr(profile.c.workspace_id, profile.c.id, name)}
+    if node.get("op") == "missing":
+        present, needed = value_condition(ctx, v.c.value, {**node, "op": "exists"}, pointer)
+        clause: sa.ColumnElement[bool] = ~sa.exists().where(*of_profile, present)
+        needed = "missing"
+    else:
+        condition, needed = value_condition(ctx, v.c.value, node, pointer)
+        clause = sa.exists().where(*of_profile, condition)
+    return Compiled(clause, "computed", pointer, seen=seen, needed=needed)
 
 
 @register_condition("identifier")
@@ -568,14 +580,18 @@ def _grouped(
     """Profiles whose events satisfy `having` (grouped per profile). With `negate`, the
     comparison also holds for profiles without events: they are those NOT among the profiles
     whose events fail it."""
-    ids = (
+    # EXISTS over the grouped events: over many profiles a hash (anti-)join with one grouped
+    # pass (never NOT IN, whose hashed form must fit in work_mem); for one profile the join
+    # key is pushed into the grouping, an index probe of that profile's events.
+    grouped = (
         sa.select(e.c.profile_id)
         .where(e.c.workspace_id == _bind(ctx.workspace_id), e.c.profile_id.is_not(None), *filters)
         .group_by(e.c.profile_id)
+        .having(sa.not_(having) if negate else having)
+        .subquery()
     )
-    if negate:
-        return profile.c.id.not_in(ids.having(sa.not_(having)))
-    return profile.c.id.in_(ids.having(having))
+    found = sa.exists().where(grouped.c.profile_id == profile.c.id)
+    return ~found if negate else found
 
 
 def _aggregate(

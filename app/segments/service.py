@@ -8,6 +8,8 @@ Other domains use `compile_rule` (a boolean over the `profile` table), `validate
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -446,6 +448,46 @@ async def export_rows(
 
 def export_header(fields: str | None, *, workspace_id: uuid.UUID) -> list[str]:
     return ["profile_id", "entered_at", *[s.name for s in parse_fields(fields, workspace_id=workspace_id)]]
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | bool):
+        return orjson.dumps(value).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _csv(rows: Sequence[Sequence[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+    return out.getvalue().encode()
+
+
+async def export_chunks(
+    db: Any,
+    *,
+    workspace_id: uuid.UUID,
+    segment_id: uuid.UUID,
+    fmt: str,
+    fields: str | None,
+    conditions: Sequence[sa.ColumnElement[bool]] = (),
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The export file, chunk by chunk: (bytes, members in them). CSV starts with a header
+    row; NDJSON has one object per member. `conditions` filter members as in `list_members`."""
+    header = export_header(fields, workspace_id=workspace_id)
+    if fmt == "csv":
+        yield _csv([header]), 0
+    async for rows in export_rows(db, workspace_id=workspace_id, segment_id=segment_id, fields=fields,
+                                  conditions=conditions):
+        if fmt == "csv":
+            yield _csv(rows), len(rows)
+        else:
+            yield b"".join(orjson.dumps(dict(zip(header, row, strict=True)), default=str) + b"\n" for row in rows), len(rows)
 
 
 # ---------------------------------------------------------------------------- explain
