@@ -67,6 +67,8 @@ TASK_REFRESH_WORKSPACE = "segments.refresh_workspace"
 # An incremental refresh looks at profiles changed since its previous refresh started, minus
 # this much: a write that began before that refresh but committed after it is still seen.
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
+# Past this many changed profiles one pass over the workspace is cheaper than probing each.
+INCREMENTAL_LIMIT = 50_000
 MAX_FIELDS = 50
 EXPORT_CHUNK = 5000
 
@@ -291,6 +293,7 @@ async def delete_segment(session: AsyncSession, *, workspace_id: uuid.UUID, segm
     if users:
         names = ", ".join(f"{s.name!r} ({s.id})" for s in users[:5])
         raise Conflict(f"Segments {names} refer to this segment; change their rules first.", code="segment_in_use")
+    await repository.lock_segment(session, workspace_id, segment_id)
     await repository.delete_segment(session, segment)
 
 
@@ -558,9 +561,11 @@ async def refresh_segment(
         mode != "full" and segment.refreshed_at is not None and segment.refreshed_version == segment.version
         and not time_dependent
     )
-    if mode == "incremental" and not incremental:
-        mode = "full"
-    scope = repository.touched_profiles(workspace_id, segment.refreshed_at - INCREMENTAL_OVERLAP) if incremental else None
+    scope = None
+    if incremental:
+        scope = await repository.touched_profiles(session, workspace_id, segment.refreshed_at - INCREMENTAL_OVERLAP,
+                                                  limit=INCREMENTAL_LIMIT)
+        incremental = scope is not None
     entered, exited = await repository.apply_membership(
         session, workspace_id=workspace_id, segment_id=segment.id, version=segment.version, at=refreshed_at,
         matches=matches, scope=scope,
@@ -571,9 +576,11 @@ async def refresh_segment(
     await repository.add(session, segment, repository.SegmentRefresh(
         workspace_id=workspace_id, segment_id=segment.id, version=segment.version, mode=run_mode,
         entered=entered, exited=exited, member_count=count, refreshed_at=refreshed_at,
+        profiles_checked=len(scope) if scope is not None else None,
     ))
     return RefreshResult(segment_id=segment.id, version=segment.version, mode=run_mode, entered=entered,
-                         exited=exited, member_count=count, refreshed_at=refreshed_at).model_dump(mode="json")
+                         exited=exited, member_count=count, refreshed_at=refreshed_at,
+                         profiles_checked=len(scope) if scope is not None else None).model_dump(mode="json")
 
 
 async def request_refresh(
