@@ -213,7 +213,7 @@ async def insert_fixed_members(
     session: AsyncSession, *, workspace_id: uuid.UUID, segment_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], at: datetime
 ) -> int:
     """Members of a fixed segment, with their `entered` changes (live profiles only)."""
-    ids = sa.func.unnest(sa.literal(list(profile_ids), pg.ARRAY(pg.UUID))).table_valued("id").alias("ids")
+    ids = sa.bindparam("members", list(profile_ids), type_=pg.ARRAY(pg.UUID(as_uuid=True)))
     ws = sa.literal(workspace_id, pg.UUID)
     seg = sa.literal(segment_id, pg.UUID)
     inserted = (
@@ -221,8 +221,7 @@ async def insert_fixed_members(
         .from_select(
             ["workspace_id", "segment_id", "profile_id", "version", "entered_at"],
             sa.select(ws, seg, profile.c.id, sa.literal(1), sa.literal(at))
-            .join(ids, ids.c.id == profile.c.id)
-            .where(profile.c.workspace_id == workspace_id, profile.c.merged_into.is_(None)),
+            .where(profile.c.workspace_id == workspace_id, profile.c.merged_into.is_(None), profile.c.id == sa.any_(ids)),
         )
         .on_conflict_do_nothing()
         .returning(member.c.profile_id)
