@@ -156,12 +156,14 @@ async def apply_membership(
     else:
         new_select = sa.select(profile.c.id.label("profile_id")).where(*live, matches)
     if scope is not None:
-        touched = sa.bindparam("touched", scope, type_=pg.ARRAY(pg.UUID(as_uuid=True)))
-        new_select = new_select.where(profile.c.id == sa.any_(touched))
+        # A set the planner can hash or probe by index (`= ANY($array)` of a generic plan is a
+        # linear search per row).
+        touched = sa.select(sa.func.unnest(sa.bindparam("touched", scope, type_=pg.ARRAY(pg.UUID(as_uuid=True)))))
+        new_select = new_select.where(profile.c.id.in_(touched))
     new = new_select.cte("matching")
     current = sa.select(member.c.profile_id).where(*of_segment)
     if scope is not None:
-        current = current.where(member.c.profile_id == sa.any_(touched))
+        current = current.where(member.c.profile_id.in_(touched))
     # EXCEPT both ways: hashed set operations whatever the planner believes about a new
     # segment's size (an anti-join it thought tiny became a nested loop).
     joining = sa.select(new.c.profile_id).except_(current).cte("joining")

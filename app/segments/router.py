@@ -238,7 +238,7 @@ async def export_segment(
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-profiles_router = APIRouter(tags=["segments"])
+profiles_router = APIRouter()  # tagged `segments` by the router it joins
 
 
 @profiles_router.get("/profiles/{profile_id}/segments", response_model=list[ProfileSegment],
