@@ -637,6 +637,58 @@ def traits_clv_fit(
                               f"MAE {cand.mae:.3f}, RMSE {cand.rmse:.3f}")
     console.print(f"traits: {', '.join(fitted.traits)}")
 
+export_app = typer.Typer(help="Export audiences to files.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("segment")
+def export_segment(
+    segment_id: uuid.UUID,
+    workspace: WorkspaceOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
+    fields: Annotated[str | None, typer.Option(help="As the API's fields= (default: traits).")] = None,
+) -> None:
+    """Write a segment's members (as of its last refresh) to a file, streamed in chunks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from app.core.db import Database, create_engine, standalone_session
+    from app.core.errors import AppError
+    from app.segments import service
+
+    if fmt not in ("csv", "ndjson"):
+        raise typer.BadParameter(f"{fmt!r} is not csv or ndjson", param_hint="--format")
+    url = _database_url()
+    progress = Progress(TextColumn(f"exporting to {output.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True, disable=not err_console.is_terminal)
+
+    async def runner() -> int:
+        settings = get_settings()
+        db = Database(create_engine(url, settings), settings)
+        written = 0
+        try:
+            async with standalone_session(db) as session:
+                segment = await service.get_segment(session, workspace_id=workspace, segment_id=segment_id)
+                service.export_header(fields, workspace_id=workspace)
+            task = progress.add_task("export", total=segment.member_count)
+            with output.open("wb") as fh:
+                async for data, rows in service.export_chunks(db, workspace_id=workspace, segment_id=segment_id,
+                                                              fmt=fmt, fields=fields):
+                    fh.write(data)
+                    written += rows
+                    progress.advance(task, rows)
+        finally:
+            await db.dispose()
+        return written
+
+    try:
+        with progress:
+            written = asyncio.run(runner())
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{written} members written to {output}")
+
 
 def main() -> None:
     app()

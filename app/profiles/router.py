@@ -37,8 +37,10 @@ async def list_profiles(
     principal: ReadPrincipal,
     where: Annotated[
         list[str],
-        Query(max_length=20, description="Filters `field:op:value` (AND), field traits.<name> or computed.<name>, "
-              "op eq ne gt gte lt lte contains exists; values are JSON when they parse. "
+        Query(max_length=20, description="Filters `field:op:value` (AND), shorthand for segment rule nodes "
+              "(docs/SEGMENTS.md): field traits.<name> or computed.<name>, op eq ne in nin gt gte lt lte between "
+              "contains starts_with exists missing within_last_days more_than_days_ago anniversary_within_days; "
+              "values are JSON when they parse (in/nin: comma-separated). "
               "Example: where=traits.plan:eq:pro&where=computed.order_count:gte:3"),
     ] = [],  # noqa: B006  (FastAPI copies defaults)
     sort: Annotated[str, Query(max_length=140, description="created_at, updated_at, traits.<name> or computed.<name>; "

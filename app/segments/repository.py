@@ -68,6 +68,10 @@ async def add(session: AsyncSession, *rows: Any) -> None:
 
 
 async def delete_segment(session: AsyncSession, segment: Segment) -> None:
+    """The segment and everything about it (call with the segment's lock held)."""
+    for table in (member, change):
+        await session.execute(sa.delete(table).where(table.c.workspace_id == segment.workspace_id,
+                                                     table.c.segment_id == segment.id))
     await session.delete(segment)
     await session.flush()
 
@@ -99,7 +103,15 @@ async def lock_segment(session: AsyncSession, workspace_id: uuid.UUID, segment_i
     return (await session.execute(sa.select(sa.func.clock_timestamp()))).scalar_one()
 
 
-def touched_profiles(workspace_id: uuid.UUID, since: datetime) -> sa.Select[Any]:
+async def touched_profiles(session: AsyncSession, workspace_id: uuid.UUID, since: datetime, *, limit: int) -> list[uuid.UUID] | None:
+    """The ids of `touched_query`, or None when there are more than `limit` (a full pass is
+    then cheaper than probing them one by one)."""
+    ids = sa.select(touched_query(workspace_id, since).subquery().c[0]).limit(limit + 1)
+    found = list((await session.execute(ids)).scalars())
+    return None if len(found) > limit else found
+
+
+def touched_query(workspace_id: uuid.UUID, since: datetime) -> sa.Select[Any]:
     """Profiles that may have changed since `since`: their traits changed or they were merged
     (profile.updated_at), a computed trait of theirs changed (the computed-trait refresh stamps
     what it changes), new events wait for that refresh (its pending dirty marks), or their
@@ -124,11 +136,13 @@ async def apply_membership(
     version: int,
     at: datetime,
     matches: sa.ColumnElement[bool] | None,
-    scope: sa.Select[Any] | None,
+    scope: list[uuid.UUID] | None,
 ) -> tuple[int, int]:
     """Bring stored members in line with `matches` (None: keep the current members that are
     still live profiles, for fixed segments), for every profile or those in `scope`. Returns
     (entered, exited); both are appended to the change stream in the same statement."""
+    if scope is not None and not scope:
+        return 0, 0
     ws = sa.literal(workspace_id, pg.UUID)
     seg = sa.literal(segment_id, pg.UUID)
     live = [profile.c.workspace_id == workspace_id, profile.c.merged_into.is_(None)]
@@ -142,27 +156,34 @@ async def apply_membership(
     else:
         new_select = sa.select(profile.c.id.label("profile_id")).where(*live, matches)
     if scope is not None:
-        scope_cte = scope.cte("touched")
-        new_select = new_select.where(profile.c.id.in_(sa.select(scope_cte.c[0])))
+        # A set the planner can hash or probe by index (`= ANY($array)` of a generic plan is a
+        # linear search per row).
+        touched = sa.select(sa.func.unnest(sa.bindparam("touched", scope, type_=pg.ARRAY(pg.UUID(as_uuid=True)))))
+        new_select = new_select.where(profile.c.id.in_(touched))
     new = new_select.cte("matching")
-    m2 = member.alias("current")
+    current = sa.select(member.c.profile_id).where(*of_segment)
+    if scope is not None:
+        current = current.where(member.c.profile_id.in_(touched))
+    # EXCEPT both ways: hashed set operations whatever the planner believes about a new
+    # segment's size (an anti-join it thought tiny became a nested loop).
+    joining = sa.select(new.c.profile_id).except_(current).cte("joining")
+    leaving = current.except_(sa.select(new.c.profile_id)).cte("leaving")
     entered = (
         pg.insert(member)
         .from_select(
             ["workspace_id", "segment_id", "profile_id", "version", "entered_at"],
-            sa.select(ws, seg, new.c.profile_id, sa.literal(version), sa.literal(at)).where(
-                ~sa.exists().where(m2.c.workspace_id == workspace_id, m2.c.segment_id == segment_id,
-                                   m2.c.profile_id == new.c.profile_id)
-            ),
+            sa.select(ws, seg, joining.c.profile_id, sa.literal(version), sa.literal(at)),
         )
         .on_conflict_do_nothing()
         .returning(member.c.profile_id)
         .cte("entered")
     )
-    exit_conditions = [*of_segment, ~sa.exists().where(new.c.profile_id == member.c.profile_id)]
-    if scope is not None:
-        exit_conditions.append(member.c.profile_id.in_(sa.select(scope_cte.c[0])))
-    exited = sa.delete(member).where(*exit_conditions).returning(member.c.profile_id).cte("exited")
+    exited = (
+        sa.delete(member)
+        .where(*of_segment, member.c.profile_id == leaving.c.profile_id)
+        .returning(member.c.profile_id)
+        .cte("exited")
+    )
     logged = (
         sa.insert(change)
         .from_select(
@@ -194,7 +215,7 @@ async def insert_fixed_members(
     session: AsyncSession, *, workspace_id: uuid.UUID, segment_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], at: datetime
 ) -> int:
     """Members of a fixed segment, with their `entered` changes (live profiles only)."""
-    ids = sa.func.unnest(sa.literal(list(profile_ids), pg.ARRAY(pg.UUID))).table_valued("id").alias("ids")
+    ids = sa.bindparam("members", list(profile_ids), type_=pg.ARRAY(pg.UUID(as_uuid=True)))
     ws = sa.literal(workspace_id, pg.UUID)
     seg = sa.literal(segment_id, pg.UUID)
     inserted = (
@@ -202,8 +223,7 @@ async def insert_fixed_members(
         .from_select(
             ["workspace_id", "segment_id", "profile_id", "version", "entered_at"],
             sa.select(ws, seg, profile.c.id, sa.literal(1), sa.literal(at))
-            .join(ids, ids.c.id == profile.c.id)
-            .where(profile.c.workspace_id == workspace_id, profile.c.merged_into.is_(None)),
+            .where(profile.c.workspace_id == workspace_id, profile.c.merged_into.is_(None), profile.c.id == sa.any_(ids)),
         )
         .on_conflict_do_nothing()
         .returning(member.c.profile_id)

@@ -255,20 +255,25 @@ def _value_kind(ctx: Context, op: str, value: Any, pointer: str) -> str | None:
     return None
 
 
-def _typed(expr: sa.ColumnElement[Any], kind: str, value: Any) -> tuple[sa.ColumnElement[Any], Any]:
+def _typed(
+    expr: sa.ColumnElement[Any], kind: str, value: Any, as_text: sa.ColumnElement[str] | None = None
+) -> tuple[sa.ColumnElement[Any], Any]:
     if kind == "number":
         return numeric(expr), _bind(float(value) if isinstance(value, str) else value, sa.Numeric)
     if kind == "date":
         return instant(expr), _bind(parse_instant(value), sa.DateTime(timezone=True))
     if kind == "boolean":
         return expr, sa.cast(_bind(orjson.dumps(value).decode()), pg.JSONB)
-    return _as_text(expr), _bind(value, sa.Text)
+    return (as_text if as_text is not None else _as_text(expr)), _bind(value, sa.Text)
 
 
 def value_condition(
-    ctx: Context, expr: sa.ColumnElement[Any], node: dict[str, Any], pointer: str
+    ctx: Context, expr: sa.ColumnElement[Any], node: dict[str, Any], pointer: str,
+    text: sa.ColumnElement[str] | None = None,
 ) -> tuple[sa.ColumnElement[bool], str]:
-    """`op`/`value` of a node applied to a jsonb expression; returns (clause, what was needed)."""
+    """`op`/`value` of a node applied to a jsonb expression; returns (clause, what was needed).
+    `text`: the same value as text, when cheaper than `expr #>> '{}'` (`traits ->> key`)."""
+    as_text = text if text is not None else _as_text(expr)
     op = node.get("op")
     value = node.get("value")
     if op not in VALUE_OPS:
@@ -302,7 +307,7 @@ def value_condition(
         if not isinstance(value, str) or not value or len(value) > MAX_STRING:
             ctx.fail(vptr, f"`{op}` needs a non-empty string of at most {MAX_STRING} characters.", "wrong_type")
             return sa.false(), ""
-        match = _as_text(expr).ilike(_bind(_like_pattern(value, prefix=op == "starts_with")), escape="\\")
+        match = as_text.ilike(_bind(_like_pattern(value, prefix=op == "starts_with")), escape="\\")
         if op == "contains":
             # An array trait contains an element equal to the value; any other value contains the text.
             element = sa.cast(_bind(orjson.dumps([value]).decode()), pg.JSONB)
@@ -323,9 +328,9 @@ def value_condition(
         if kind == "number":
             left, arr = numeric(expr), _bind([float(v) for v in value], pg.ARRAY(sa.Numeric))
         elif kind == "boolean":
-            left, arr = _as_text(expr), _bind(["true" if v else "false" for v in value], pg.ARRAY(sa.Text))
+            left, arr = as_text, _bind(["true" if v else "false" for v in value], pg.ARRAY(sa.Text))
         else:
-            left, arr = _as_text(expr), _bind([str(v) for v in value], pg.ARRAY(sa.Text))
+            left, arr = as_text, _bind([str(v) for v in value], pg.ARRAY(sa.Text))
         clause = left == sa.any_(arr)
         return (clause if op == "in" else sa.and_(present, sa.not_(clause))), f"{op} {value!r}"
     if op == "between":
@@ -339,13 +344,13 @@ def value_condition(
         if low_kind != high_kind:
             ctx.fail(vptr, "Both ends of `between` must be numbers, or both dates.", "wrong_type")
             return sa.false(), ""
-        left, low = _typed(expr, low_kind, value[0])
+        left, low = _typed(expr, low_kind, value[0], as_text)
         _, high = _typed(expr, high_kind, value[1])
         return left.between(low, high), f"between {value[0]!r} and {value[1]!r}"
     kind = _value_kind(ctx, op, value, vptr)
     if kind is None:
         return sa.false(), ""
-    left, right = _typed(expr, kind, value)
+    left, right = _typed(expr, kind, value, as_text)
     clause = left.op(_COMPARE[op], is_comparison=True)(right)
     return clause, f"{_COMPARE[op]} {value!r}"
 
@@ -396,8 +401,9 @@ def _trait(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
     name = _string(ctx, node, "trait", pointer)
     if name is None:
         return Compiled(sa.false(), "trait", pointer)
-    expr = profile.c.traits[_bind(name, sa.Text)]
-    clause, needed = value_condition(ctx, expr, node, pointer)
+    key = _bind(name, sa.Text)
+    expr = profile.c.traits[key]
+    clause, needed = value_condition(ctx, expr, node, pointer, text=profile.c.traits.op("->>", return_type=sa.Text)(key))
     return Compiled(clause, "trait", pointer, seen={name: expr}, needed=needed, nullable=True)
 
 
@@ -412,13 +418,25 @@ def computed_expr(workspace: sa.ColumnElement[Any], profile_id: sa.ColumnElement
 
 @register_condition("computed")
 def _computed(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
+    """A computed trait's value. EXISTS over the value row, so that over many profiles the
+    planner joins (a semi-join on the workspace's values of that name) and for one profile
+    it probes the primary key; `missing` is NOT EXISTS of a present value."""
     _no_extra(ctx, node, pointer, {"computed", "op", "value"})
     name = _string(ctx, node, "computed", pointer)
     if name is None:
         return Compiled(sa.false(), "computed", pointer)
-    expr = computed_expr(profile.c.workspace_id, profile.c.id, name)
-    clause, needed = value_condition(ctx, expr, node, pointer)
-    return Compiled(clause, "computed", pointer, seen={name: expr}, needed=needed, nullable=True)
+    v = computed_value.alias()
+    of_profile = [v.c.workspace_id == profile.c.workspace_id, v.c.profile_id == profile.c.id,
+                  v.c.name == _bind(name, sa.Text)]
+    seen = {name: computed_expr(profile.c.workspace_id, profile.c.id, name)}
+    if node.get("op") == "missing":
+        present, needed = value_condition(ctx, v.c.value, {**node, "op": "exists"}, pointer)
+        clause: sa.ColumnElement[bool] = ~sa.exists().where(*of_profile, present)
+        needed = "missing"
+    else:
+        condition, needed = value_condition(ctx, v.c.value, node, pointer)
+        clause = sa.exists().where(*of_profile, condition)
+    return Compiled(clause, "computed", pointer, seen=seen, needed=needed)
 
 
 @register_condition("identifier")
@@ -568,14 +586,18 @@ def _grouped(
     """Profiles whose events satisfy `having` (grouped per profile). With `negate`, the
     comparison also holds for profiles without events: they are those NOT among the profiles
     whose events fail it."""
-    ids = (
+    # EXISTS over the grouped events: over many profiles a hash (anti-)join with one grouped
+    # pass (never NOT IN, whose hashed form must fit in work_mem); for one profile the join
+    # key is pushed into the grouping, an index probe of that profile's events.
+    grouped = (
         sa.select(e.c.profile_id)
         .where(e.c.workspace_id == _bind(ctx.workspace_id), e.c.profile_id.is_not(None), *filters)
         .group_by(e.c.profile_id)
+        .having(sa.not_(having) if negate else having)
+        .subquery()
     )
-    if negate:
-        return profile.c.id.not_in(ids.having(sa.not_(having)))
-    return profile.c.id.in_(ids.having(having))
+    found = sa.exists().where(grouped.c.profile_id == profile.c.id)
+    return ~found if negate else found
 
 
 def _aggregate(

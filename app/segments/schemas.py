@@ -60,6 +60,8 @@ class SegmentUpdate(BaseModel):
 
 
 class SegmentPublic(BaseModel):
+    """A segment as stored: its current rule and version, and its last refresh."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -79,6 +81,8 @@ class SegmentPublic(BaseModel):
 
 
 class SegmentVersionPublic(BaseModel):
+    """One version of a segment's rule."""
+
     model_config = ConfigDict(from_attributes=True)
 
     version: int
@@ -87,6 +91,8 @@ class SegmentVersionPublic(BaseModel):
 
 
 class PreviewRequest(BaseModel):
+    """A rule to try without saving it."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"rule": {"computed": "order_count", "op": "gte", "value": 3}, "sample": 5}]})
 
@@ -95,27 +101,37 @@ class PreviewRequest(BaseModel):
 
 
 class ProfileSample(BaseModel):
+    """A matching profile (id and traits)."""
+
     id: uuid.UUID
     traits: dict[str, Any]
 
 
 class PreviewResult(BaseModel):
+    """How many profiles match a rule now, and a few of them."""
+
     count: int = Field(description="Profiles matching the rule now.")
     sample: list[ProfileSample]
 
 
 class MemberItem(BaseModel):
+    """A member of a segment and the requested fields."""
+
     profile_id: uuid.UUID
     entered_at: datetime
     values: dict[str, Any] = Field(description="The requested `fields`, by name (default: `traits`).")
 
 
 class MemberPage(BaseModel):
+    """One page of members; pass `next_cursor` back as `cursor`."""
+
     data: list[MemberItem]
     next_cursor: str | None = Field(default=None, description="Absent on the last page.")
 
 
 class ChangeItem(BaseModel):
+    """One change of membership: a person entered or exited."""
+
     profile_id: uuid.UUID
     change: Literal["entered", "exited"]
     at: datetime = Field(description="When the refresh that saw the change started.")
@@ -131,6 +147,8 @@ class ChangePage(BaseModel):
 
 
 class MembershipAt(BaseModel):
+    """Whether a person was a member at a time, from the change stream."""
+
     segment_id: uuid.UUID
     profile_id: uuid.UUID
     at: datetime
@@ -140,6 +158,8 @@ class MembershipAt(BaseModel):
 
 
 class HistoryItem(BaseModel):
+    """One refresh of a segment: its mode, the changes it made and the member count after it."""
+
     model_config = ConfigDict(from_attributes=True)
 
     refreshed_at: datetime
@@ -152,11 +172,15 @@ class HistoryItem(BaseModel):
 
 
 class HistoryPage(BaseModel):
+    """Refreshes, oldest first; pass `next_cursor` back as `cursor`."""
+
     data: list[HistoryItem]
     next_cursor: str | None = None
 
 
 class ProfileSegment(BaseModel):
+    """A segment a person is in now."""
+
     segment_id: uuid.UUID
     name: str
     version: int = Field(description="The version whose refresh let the person in.")
@@ -164,6 +188,8 @@ class ProfileSegment(BaseModel):
 
 
 class ExplainNode(BaseModel):
+    """One node of a rule, evaluated for one person."""
+
     pointer: str = Field(description="JSON pointer of the node in the rule.")
     kind: str
     result: bool
@@ -173,6 +199,8 @@ class ExplainNode(BaseModel):
 
 
 class Explanation(BaseModel):
+    """Why a person is (not) in a segment: every node's truth value and the values it saw."""
+
     segment_id: uuid.UUID
     version: int
     profile_id: uuid.UUID
@@ -182,6 +210,8 @@ class Explanation(BaseModel):
 
 
 class RefreshResult(BaseModel):
+    """What a refresh did."""
+
     segment_id: uuid.UUID
     version: int
     mode: Literal["full", "incremental"]
@@ -213,6 +243,8 @@ DiscoveryFeature = Literal["recency_days", "frequency", "monetary", "average_ord
 
 
 class SaveCluster(BaseModel):
+    """Which proposed cluster to save as a segment of fixed members, and its name."""
+
     model_config = ConfigDict(extra="forbid")
 
     cluster: int = Field(ge=0, description="Index of the cluster to save (as in `clusters`).")
@@ -241,6 +273,8 @@ class DiscoverRequest(BaseModel):
 
 
 class ClusterPublic(BaseModel):
+    """One proposed cluster: size, centre in plain units, descriptive name."""
+
     index: int
     name: str = Field(description="Descriptive, from the centre against the median customer.")
     size: int
@@ -249,6 +283,8 @@ class ClusterPublic(BaseModel):
 
 
 class DiscoverResult(BaseModel):
+    """The k-means proposal: clusters, how k was chosen, the median customer."""
+
     customers: int
     k: int
     features: list[str]

@@ -8,6 +8,8 @@ Other domains use `compile_rule` (a boolean over the `profile` table), `validate
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +67,8 @@ TASK_REFRESH_WORKSPACE = "segments.refresh_workspace"
 # An incremental refresh looks at profiles changed since its previous refresh started, minus
 # this much: a write that began before that refresh but committed after it is still seen.
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
+# Past this many changed profiles one pass over the workspace is cheaper than probing each.
+INCREMENTAL_LIMIT = 50_000
 MAX_FIELDS = 50
 EXPORT_CHUNK = 5000
 
@@ -289,6 +293,7 @@ async def delete_segment(session: AsyncSession, *, workspace_id: uuid.UUID, segm
     if users:
         names = ", ".join(f"{s.name!r} ({s.id})" for s in users[:5])
         raise Conflict(f"Segments {names} refer to this segment; change their rules first.", code="segment_in_use")
+    await repository.lock_segment(session, workspace_id, segment_id)
     await repository.delete_segment(session, segment)
 
 
@@ -448,6 +453,46 @@ def export_header(fields: str | None, *, workspace_id: uuid.UUID) -> list[str]:
     return ["profile_id", "entered_at", *[s.name for s in parse_fields(fields, workspace_id=workspace_id)]]
 
 
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | bool):
+        return orjson.dumps(value).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _csv(rows: Sequence[Sequence[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+    return out.getvalue().encode()
+
+
+async def export_chunks(
+    db: Any,
+    *,
+    workspace_id: uuid.UUID,
+    segment_id: uuid.UUID,
+    fmt: str,
+    fields: str | None,
+    conditions: Sequence[sa.ColumnElement[bool]] = (),
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The export file, chunk by chunk: (bytes, members in them). CSV starts with a header
+    row; NDJSON has one object per member. `conditions` filter members as in `list_members`."""
+    header = export_header(fields, workspace_id=workspace_id)
+    if fmt == "csv":
+        yield _csv([header]), 0
+    async for rows in export_rows(db, workspace_id=workspace_id, segment_id=segment_id, fields=fields,
+                                  conditions=conditions):
+        if fmt == "csv":
+            yield _csv(rows), len(rows)
+        else:
+            yield b"".join(orjson.dumps(dict(zip(header, row, strict=True)), default=str) + b"\n" for row in rows), len(rows)
+
+
 # ---------------------------------------------------------------------------- explain
 
 
@@ -516,9 +561,11 @@ async def refresh_segment(
         mode != "full" and segment.refreshed_at is not None and segment.refreshed_version == segment.version
         and not time_dependent
     )
-    if mode == "incremental" and not incremental:
-        mode = "full"
-    scope = repository.touched_profiles(workspace_id, segment.refreshed_at - INCREMENTAL_OVERLAP) if incremental else None
+    scope = None
+    if incremental:
+        scope = await repository.touched_profiles(session, workspace_id, segment.refreshed_at - INCREMENTAL_OVERLAP,
+                                                  limit=INCREMENTAL_LIMIT)
+        incremental = scope is not None
     entered, exited = await repository.apply_membership(
         session, workspace_id=workspace_id, segment_id=segment.id, version=segment.version, at=refreshed_at,
         matches=matches, scope=scope,
@@ -529,9 +576,11 @@ async def refresh_segment(
     await repository.add(session, segment, repository.SegmentRefresh(
         workspace_id=workspace_id, segment_id=segment.id, version=segment.version, mode=run_mode,
         entered=entered, exited=exited, member_count=count, refreshed_at=refreshed_at,
+        profiles_checked=len(scope) if scope is not None else None,
     ))
     return RefreshResult(segment_id=segment.id, version=segment.version, mode=run_mode, entered=entered,
-                         exited=exited, member_count=count, refreshed_at=refreshed_at).model_dump(mode="json")
+                         exited=exited, member_count=count, refreshed_at=refreshed_at,
+                         profiles_checked=len(scope) if scope is not None else None).model_dump(mode="json")
 
 
 async def request_refresh(

@@ -117,7 +117,6 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('entered_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['workspace_id', 'profile_id'], ['profile.workspace_id', 'profile.id'], name=op.f('fk_segment_member_workspace_id_profile'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['workspace_id', 'segment_id'], ['segment.workspace_id', 'segment.id'], name=op.f('fk_segment_member_workspace_id_segment'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('workspace_id', 'segment_id', 'profile_id', name=op.f('pk_segment_member'))
     )
     op.create_index('ix_segment_member_workspace_id_profile_id', 'segment_member', ['workspace_id', 'profile_id'], unique=False)
@@ -130,7 +129,6 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("change IN ('entered', 'exited')", name=op.f('ck_segment_change_change')),
-    sa.ForeignKeyConstraint(['workspace_id', 'segment_id'], ['segment.workspace_id', 'segment.id'], name=op.f('fk_segment_change_workspace_id_segment'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('workspace_id', 'segment_id', 'seq', name=op.f('pk_segment_change'))
     )
     op.create_index('ix_segment_change_workspace_id_profile_id', 'segment_change', ['workspace_id', 'profile_id'], unique=False)
