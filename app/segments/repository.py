@@ -321,3 +321,15 @@ def members_page(
     if after is not None:
         stmt = stmt.where(member.c.profile_id > after)
     return stmt
+
+
+def count_members_where(
+    workspace_id: uuid.UUID, segment_id: uuid.UUID, *, conditions: Sequence[sa.ColumnElement[bool]] = ()
+) -> sa.Select[Any]:
+    """How many members (as of the last refresh) meet `conditions` (booleans over `profile`)."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(member)
+        .join(profile, sa.and_(profile.c.workspace_id == member.c.workspace_id, profile.c.id == member.c.profile_id))
+        .where(member.c.workspace_id == workspace_id, member.c.segment_id == segment_id, *conditions)
+    )

@@ -33,6 +33,12 @@ from app.segments.schemas import (
 
 router = APIRouter(tags=["segments"])
 
+Purpose = Annotated[str | None, Query(
+    max_length=100, description="With `channel`: only members whose consent allows this purpose (default: the "
+    "channel's own purpose, e.g. email -> email_marketing).")]
+Channel = Annotated[str | None, Query(
+    max_length=20, description="Only members the consent ledger allows to be reached on this channel "
+    "(email, sms, push, direct_mail, web, ads); fails closed.")]
 Fields = Annotated[str | None, Query(
     max_length=4000,
     description="Comma-separated: traits (all), traits.<name>, computed.<name>, identifier.<type>, created_at, "
@@ -154,13 +160,17 @@ async def refresh_segment(
             summary="A segment's members (keyset pages)")
 async def list_segment_members(
     segment_id: uuid.UUID, session: SessionDep, principal: ReadPrincipal, fields: Fields = None,
-    cursor: Cursor = None, limit: Limit = 100,
+    cursor: Cursor = None, limit: Limit = 100, purpose: Purpose = None, channel: Channel = None,
 ) -> MemberPage:
-    """As of the last refresh, in profile id order."""
+    """As of the last refresh, in profile id order. With `channel` (and optionally `purpose`),
+    only the members the consent ledger allows for that use, and how many were left out."""
+    allowed = await service.consent_filter(session, workspace_id=principal.workspace_id, segment_id=segment_id,
+                                           purpose=purpose, channel=channel)
     items, next_cursor = await service.list_members(
         session, workspace_id=principal.workspace_id, segment_id=segment_id, fields=fields, cursor=cursor, limit=limit,
+        conditions=allowed.conditions if allowed else (),
     )
-    return MemberPage(data=items, next_cursor=next_cursor)
+    return MemberPage(data=items, next_cursor=next_cursor, excluded=allowed.excluded if allowed else None)
 
 
 @router.get("/segments/{segment_id}/members/{profile_id}", response_model=MembershipAt,
@@ -218,24 +228,30 @@ async def explain_segment_membership(
 async def export_segment(
     segment_id: uuid.UUID, request: Request, session: SessionDep, principal: ReadPrincipal,
     format: Annotated[Literal["csv", "ndjson"], Query(description="csv (a header row) or ndjson.")] = "csv",
-    fields: Fields = None,
+    fields: Fields = None, purpose: Purpose = None, channel: Channel = None,
 ) -> StreamingResponse:
     """The whole audience as of the last refresh, streamed in keyset chunks from one snapshot:
-    the server's memory stays flat however many members there are."""
+    the server's memory stays flat however many members there are. With `channel` (and
+    optionally `purpose`), only members the consent ledger allows for that use; the
+    `X-Excluded-Without-Consent` header says how many were left out."""
     workspace_id = principal.workspace_id
     segment = await service.get_segment(session, workspace_id=workspace_id, segment_id=segment_id)
     service.export_header(fields, workspace_id=workspace_id)  # a bad field is a 422 before streaming starts
+    allowed = await service.consent_filter(session, workspace_id=workspace_id, segment_id=segment_id,
+                                           purpose=purpose, channel=channel)
     db = request.app.state.db
 
     async def body() -> AsyncIterator[bytes]:
         async for data, _ in service.export_chunks(db, workspace_id=workspace_id, segment_id=segment_id, fmt=format,
-                                                   fields=fields):
+                                                   fields=fields, conditions=allowed.conditions if allowed else ()):
             yield data
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     filename = f"segment-{segment.id}.{format}"
-    return StreamingResponse(body(), media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if allowed is not None:
+        headers["X-Excluded-Without-Consent"] = str(allowed.excluded)
+    return StreamingResponse(body(), media_type=media, headers=headers)
 
 
 profiles_router = APIRouter()  # tagged `segments` by the router it joins

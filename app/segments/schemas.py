@@ -127,6 +127,11 @@ class MemberPage(BaseModel):
 
     data: list[MemberItem]
     next_cursor: str | None = Field(default=None, description="Absent on the last page.")
+    excluded: int | None = Field(
+        default=None,
+        description="With `purpose`/`channel`: members of the whole segment left out because the consent "
+        "ledger does not allow that use (absent without a consent filter).",
+    )
 
 
 class ChangeItem(BaseModel):

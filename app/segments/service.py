@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from app.core.errors import BadRequest, Conflict, FieldError, NotFound, ValidationFailed
 from app.core.pagination import decode_cursor, encode_cursor
 from app.identity.models import Identity
 from app.jobs import service as job_service
@@ -380,6 +380,49 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+# ---------------------------------------------------------------------- consent filter
+
+
+@dataclass(slots=True)
+class ConsentFilter:
+    """Members restricted to those the consent ledger allows for a purpose on a channel."""
+
+    purpose: str
+    channel: str
+    conditions: list[sa.ColumnElement[bool]]
+    excluded: int  # members of the segment left out for want of consent
+
+
+async def consent_filter(
+    session: AsyncSession, *, workspace_id: uuid.UUID, segment_id: uuid.UUID, purpose: str | None, channel: str | None
+) -> ConsentFilter | None:
+    """`?purpose=&channel=` of member listings and exports: the consent ledger's own clause
+    (app/consent, the function decisions use too), failing closed, with the number of members
+    it leaves out. A channel alone means its default purpose (email -> email_marketing...)."""
+    from app.consent import service as consent_service
+    from app.consent.models import CHANNELS
+
+    if purpose is None and channel is None:
+        return None
+    if channel is None:
+        raise ValidationFailed("Give `channel` with `purpose`: consent is recorded per purpose and channel.",
+                               code="missing_channel", errors=[FieldError(pointer="/channel", location="query",
+                                                                          detail="required with purpose", code="missing")])
+    if channel not in CHANNELS:
+        raise ValidationFailed(f"Unknown channel {channel!r}; channels are {', '.join(CHANNELS)}.", code="unknown_channel",
+                               errors=[FieldError(pointer="/channel", location="query", detail="unknown channel",
+                                                  code="unknown_channel")])
+    purpose = purpose or consent_service.purpose_for_channel(channel)
+    if purpose not in await consent_service.purpose_keys(session, workspace_id=workspace_id):
+        raise ValidationFailed(f"This workspace has no consent purpose {purpose!r}.", code="unknown_purpose",
+                               errors=[FieldError(pointer="/purpose", location="query", detail="unknown purpose",
+                                                  code="unknown_purpose")])
+    await get_segment(session, workspace_id=workspace_id, segment_id=segment_id)
+    clause = consent_service.consent_clause(workspace_id=workspace_id, purpose=purpose, channel=channel)
+    excluded = await session.scalar(repository.count_members_where(workspace_id, segment_id, conditions=[sa.not_(clause)]))
+    return ConsentFilter(purpose=purpose, channel=channel, conditions=[clause], excluded=int(excluded or 0))
 
 
 # ---------------------------------------------------------------------------- members

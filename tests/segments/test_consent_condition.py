@@ -7,7 +7,7 @@ import httpx
 
 from tests.conftest import WorkspaceKeys
 from tests.consent.test_consent_api import consent, profile_id, state
-from tests.segments.helpers import matching
+from tests.segments.helpers import create_segment, matching, refresh
 
 
 async def test_segment_holds_exactly_the_profiles_the_ledger_allows(
@@ -48,3 +48,39 @@ async def test_bad_consent_nodes_are_named_by_pointer(client: httpx.AsyncClient,
         assert resp.status_code == 422, resp.text
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert pointer in {e["pointer"] for e in resp.json()["errors"]}, resp.json()
+
+
+async def test_members_and_export_for_a_channel_leave_out_who_did_not_consent(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    h = workspace.admin_headers
+    ann, bob, cat = [await profile_id(client, workspace, u) for u in ("ann", "bob", "cat")]
+    await consent(client, workspace, ann, purpose="email_marketing", channel="email", status="granted", source="form")
+    await consent(client, workspace, bob, purpose="sms_marketing", channel="sms", status="granted", source="form")
+    seg = await create_segment(client, workspace, "Everyone", {"identifier": "user_id", "op": "exists"})
+    await refresh(client, workspace, seg["id"], full=True)
+
+    everyone = await client.get(f"/v1/segments/{seg['id']}/members", headers=h)
+    assert {m["profile_id"] for m in everyone.json()["data"]} == {ann, bob, cat}
+    assert everyone.json().get("excluded") is None
+
+    by_email = await client.get(f"/v1/segments/{seg['id']}/members", params={"channel": "email"}, headers=h)
+    assert by_email.status_code == 200, by_email.text
+    assert [m["profile_id"] for m in by_email.json()["data"]] == [ann] and by_email.json()["excluded"] == 2
+    by_sms = await client.get(f"/v1/segments/{seg['id']}/members",
+                              params={"channel": "sms", "purpose": "sms_marketing"}, headers=h)
+    assert [m["profile_id"] for m in by_sms.json()["data"]] == [bob] and by_sms.json()["excluded"] == 2
+
+    export = await client.get(f"/v1/segments/{seg['id']}/export", params={"format": "ndjson", "channel": "email"},
+                              headers=h)
+    assert export.status_code == 200, export.text
+    assert export.headers["x-excluded-without-consent"] == "2"
+    assert [line for line in export.text.splitlines() if line] and all(ann in line for line in export.text.splitlines() if line)
+    plain = await client.get(f"/v1/segments/{seg['id']}/export", params={"format": "ndjson"}, headers=h)
+    assert len([line for line in plain.text.splitlines() if line]) == 3
+    assert "x-excluded-without-consent" not in plain.headers
+
+    for params, pointer in (({"channel": "fax"}, "/channel"), ({"purpose": "email_marketing"}, "/channel"),
+                            ({"channel": "email", "purpose": "nope"}, "/purpose")):
+        bad = await client.get(f"/v1/segments/{seg['id']}/members", params=params, headers=h)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == pointer, bad.text
