@@ -58,7 +58,7 @@ from app.consent.schemas import (
 )
 from app.consent.signals import Signal
 from app.core.db import raw_connection
-from app.core.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from app.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from app.core.ids import uuid7
 from app.identity.models import ProfileMerge
 from app.profiles import service as profile_service
@@ -338,11 +338,16 @@ async def profile_for_identifier(
         raise BadRequest(f"{value!r} is a blocked placeholder value; it identifies no one.", code="blocked_identifier")
     conn = await raw_connection(session)
     await identity_service.lock_workspace(conn, workspace_id, exclusive=False)
-    resolution = await identity_service.resolve(
-        conn, workspace_id=workspace_id, settings=settings, exclusive=False,
-        requests=[identity_service.LinkRequest(index=0, message_id=f"consent-{uuid7()}", rule="consent",
-                                               keys=[(ident.type, ident.value, ident.raw)])],
-    )
+    try:
+        resolution = await identity_service.resolve(
+            conn, workspace_id=workspace_id, settings=settings, exclusive=False,
+            requests=[identity_service.LinkRequest(index=0, message_id=f"consent-{uuid7()}", rule="consent",
+                                                   keys=[(ident.type, ident.value, ident.raw)])],
+        )
+    except identity_service.RetryBatch:
+        # Another transaction created this person at the same moment: the retry finds them.
+        raise ServiceUnavailable("The person was being created concurrently; retry the request.",
+                                 headers={"Retry-After": "1"}) from None
     return resolution.profile_of[0]
 
 
