@@ -142,7 +142,7 @@ async def record_profile_consent(
 
 
 @router.post("/consents", response_model=ConsentRecordPublic, status_code=201,
-             responses=responses(400, 401, 403, 422), summary="Record a consent statement by identifier")
+             responses=responses(400, 401, 403, 422, 503), summary="Record a consent statement by identifier")
 async def record_consent(
     body: ConsentByIdentifierCreate, request: Request, session: SessionDep, principal: WritePrincipal,
     idempotency_key: idempotency.IdempotencyKey = None,

@@ -43,8 +43,7 @@ from app.consent.errors import (
     UnknownNotice,
     UnknownPurpose,
 )
-from app.consent.models import CHANNELS, ConsentPurpose, ConsentRecord, PrivacyNotice, UnsubscribeTokenUse
-from app.consent.signals import Signal, signal_from_context
+from app.consent.models import CHANNELS, ConsentPurpose, ConsentRecord, PrivacyNotice
 from app.consent.schemas import (
     ConsentBase,
     ConsentRecordPublic,
@@ -57,8 +56,9 @@ from app.consent.schemas import (
     PurposeUpdate,
     UnsubscribeTokenPublic,
 )
+from app.consent.signals import Signal
 from app.core.db import raw_connection
-from app.core.errors import BadRequest, ValidationFailed
+from app.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from app.core.ids import uuid7
 from app.identity.models import ProfileMerge
 from app.profiles import service as profile_service
@@ -145,19 +145,15 @@ async def list_purposes(session: AsyncSession, *, workspace_id: uuid.UUID) -> li
 async def get_purpose(session: AsyncSession, *, workspace_id: uuid.UUID, key: str) -> ConsentPurpose:
     purpose = await repository.get_purpose(session, workspace_id, key)
     if purpose is None:
-        from app.core.errors import NotFound
-
         raise NotFound(f"No purpose {key!r} in this workspace.")
     return purpose
 
 
 async def create_purpose(session: AsyncSession, *, workspace_id: uuid.UUID, data: PurposeCreate) -> ConsentPurpose:
-    from app.core.errors import Conflict
-
     _check_default(data.lawful_basis, data.default_status)
     if await repository.get_purpose(session, workspace_id, data.key) is not None:
         raise Conflict(f"A purpose {data.key!r} already exists.", code="duplicate_purpose")
-    purpose = ConsentPurpose(workspace_id=workspace_id, **data.model_dump(),)
+    purpose = ConsentPurpose(workspace_id=workspace_id, **data.model_dump())
     purpose.sdk_categories = [c.lower() for c in data.sdk_categories]
     session.add(purpose)
     await session.flush()
@@ -205,8 +201,6 @@ async def list_notices(session: AsyncSession, *, workspace_id: uuid.UUID, key: s
 async def _notice(session: AsyncSession, workspace_id: uuid.UUID, notice_id: uuid.UUID) -> tuple[PrivacyNotice, bool]:
     found = await repository.get_notice(session, workspace_id, notice_id)
     if found is None:
-        from app.core.errors import NotFound
-
         raise NotFound(f"No privacy notice version with id {notice_id} in this workspace.")
     return found
 
@@ -216,8 +210,6 @@ async def get_notice(session: AsyncSession, *, workspace_id: uuid.UUID, notice_i
 
 
 async def create_notice(session: AsyncSession, *, workspace_id: uuid.UUID, data: NoticeCreate) -> NoticePublic:
-    from app.core.errors import Conflict
-
     if data.url is None and data.text is None:
         raise ValidationFailed("A notice needs the `text` shown or the `url` it is published at.", code="notice_content")
     version = data.version or await repository.next_notice_version(session, workspace_id, data.key)
@@ -346,11 +338,16 @@ async def profile_for_identifier(
         raise BadRequest(f"{value!r} is a blocked placeholder value; it identifies no one.", code="blocked_identifier")
     conn = await raw_connection(session)
     await identity_service.lock_workspace(conn, workspace_id, exclusive=False)
-    resolution = await identity_service.resolve(
-        conn, workspace_id=workspace_id, settings=settings, exclusive=False,
-        requests=[identity_service.LinkRequest(index=0, message_id=f"consent-{uuid7()}", rule="consent",
-                                               keys=[(ident.type, ident.value, ident.raw)])],
-    )
+    try:
+        resolution = await identity_service.resolve(
+            conn, workspace_id=workspace_id, settings=settings, exclusive=False,
+            requests=[identity_service.LinkRequest(index=0, message_id=f"consent-{uuid7()}", rule="consent",
+                                                   keys=[(ident.type, ident.value, ident.raw)])],
+        )
+    except identity_service.RetryBatch:
+        # Another transaction created this person at the same moment: the retry finds them.
+        raise ServiceUnavailable("The person was being created concurrently; retry the request.",
+                                 headers={"Retry-After": "1"}) from None
     return resolution.profile_of[0]
 
 
@@ -469,8 +466,6 @@ async def check(
 ) -> ConsentCheck:
     """May we use this profile (or the one it was merged into) for `purpose` on `channel` at
     `at` (default now)? Fails closed: an unknown profile or purpose is not allowed."""
-    from app.core.errors import NotFound
-
     at = at or _now()
     if channel not in CHANNELS:
         return ConsentCheck(False, None, "unknown_channel", f"no channel {channel!r}")
@@ -667,8 +662,6 @@ def read_unsubscribe_token(token: str, *, secret: str) -> dict[str, Any]:
 async def unsubscribe(session: AsyncSession, *, token: str, secret: str) -> tuple[str, str]:
     """Record the withdrawal a token stands for, once. Touches nothing but the ledger and the
     token's use."""
-    from app.core.errors import NotFound
-
     claims = read_unsubscribe_token(token, secret=secret)
     if claims["expires"] < time.time():
         raise TokenExpired("This unsubscribe link has expired.")
@@ -678,6 +671,8 @@ async def unsubscribe(session: AsyncSession, *, token: str, secret: str) -> tupl
                                                         profile_id=claims["profile_id"])
     except NotFound:
         raise InvalidToken("This unsubscribe link is not valid any more.") from None
+    if await repository.get_purpose(session, workspace_id, claims["purpose"]) is None:
+        raise InvalidToken("This unsubscribe link is not valid any more (its purpose was deleted).")
     record_id = uuid7()
     conn = await raw_connection(session)
     used = await conn.fetchval(
@@ -747,9 +742,3 @@ async def notice_versions(session: AsyncSession, *, workspace_id: uuid.UUID) -> 
         sa.select(PrivacyNotice.key, PrivacyNotice.version).where(PrivacyNotice.workspace_id == workspace_id)
     )
     return {(k, v) for k, v in rows}
-
-
-__all__ = [
-    "ConsentCheck", "Signal", "UnsubscribeTokenUse", "check", "consent_clause", "purpose_for_channel",
-    "record_signals", "signal_from_context",
-]
