@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from app import api
 from app.core.config import Settings, get_settings
+from app.core.cors import PublicCorsMiddleware
 from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from app.core.logging import configure_logging
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
         ],
     )
+    app.add_middleware(PublicCorsMiddleware, paths=ingest_router.TRACKING_PATHS)
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every response
 
     def custom_openapi() -> dict[str, Any]:

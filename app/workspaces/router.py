@@ -41,7 +41,8 @@ async def create_workspace(body: WorkspaceCreate, session: SessionDep, _: Instan
 def _public(workspace) -> WorkspacePublic:
     rate = ((workspace.settings or {}).get("ingest") or {}).get("rate_limit_per_second")
     return WorkspacePublic(id=workspace.id, name=workspace.name, created_at=workspace.created_at,
-                           ingest_rate_limit_per_second=rate)
+                           ingest_rate_limit_per_second=rate,
+                           cors_allowed_origins=service.allowed_origins_from(workspace.settings))
 
 
 @router.get("/workspace", response_model=WorkspacePublic, responses=responses(401, 403), summary="The key's workspace")
@@ -54,11 +55,13 @@ async def get_current_workspace(session: SessionDep, principal: ReadPrincipal) -
     "/workspace", response_model=WorkspacePublic, responses=responses(401, 403, 422), summary="Change the key's workspace"
 )
 async def update_current_workspace(body: WorkspaceUpdate, session: SessionDep, principal: AdminPrincipal) -> WorkspacePublic:
-    """Rename it, or set its own ingest rate limit (429 + Retry-After beyond it)."""
+    """Rename it, set its own ingest rate limit (429 + Retry-After beyond it), or the origins
+    whose web pages may send data with its write key (CORS)."""
     workspace = await service.update_workspace(
         session, workspace_id=principal.workspace_id, name=body.name,
         ingest_rate_limit_per_second=body.ingest_rate_limit_per_second,
         rate_given="ingest_rate_limit_per_second" in body.model_fields_set,
+        allowed_origins=body.cors_allowed_origins, origins_given="cors_allowed_origins" in body.model_fields_set,
     )
     return _public(workspace)
 

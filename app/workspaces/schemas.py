@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.auth import Scope
+from app.core.cors import normalize_origin
+
+Origin = Annotated[str, Field(max_length=300), AfterValidator(normalize_origin)]
 
 
 class WorkspaceCreate(BaseModel):
@@ -26,6 +29,11 @@ class WorkspacePublic(BaseModel):
     ingest_rate_limit_per_second: float | None = Field(
         default=None, description="This workspace's ingest limit (messages/s per process); null: the service default."
     )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"], examples=[["https://shop.example.com"]],
+        description="Origins whose web pages may send data with the write key (`*`: any). Other routes never "
+                    "answer cross-origin.",
+    )
 
 
 class WorkspaceUpdate(BaseModel):
@@ -34,6 +42,11 @@ class WorkspaceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
     ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000)
+    cors_allowed_origins: list[Origin] | None = Field(
+        default=None, max_length=100, examples=[["https://shop.example.com", "http://localhost:3000"]],
+        description="Origins whose web pages may send data with the write key: `scheme://host[:port]`, or `*` "
+                    "for any; `[]` for none; null for the default (any).",
+    )
 
 
 class WorkspaceCreated(BaseModel):

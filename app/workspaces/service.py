@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import DISPLAY_PREFIX_LEN, Scope, StoredKey, forget_key, forget_workspace, generate_key, hash_key
+from app.core.cors import ANY_ORIGIN
 from app.core.errors import NotFound
 from app.workspaces import repository
 from app.workspaces.models import ApiKey, Workspace
@@ -91,6 +92,14 @@ async def update_settings_section(
     return workspace
 
 
+DEFAULT_ALLOWED_ORIGINS = [ANY_ORIGIN]
+
+
+def allowed_origins_from(settings: dict | None) -> list[str]:
+    """The origins whose pages may send data with the workspace's write key (default: any)."""
+    return ((settings or {}).get("cors") or {}).get("allowed_origins", DEFAULT_ALLOWED_ORIGINS)
+
+
 async def update_workspace(
     session: AsyncSession,
     *,
@@ -98,6 +107,8 @@ async def update_workspace(
     name: str | None,
     ingest_rate_limit_per_second: float | None,
     rate_given: bool,
+    allowed_origins: list[str] | None = None,
+    origins_given: bool = False,
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id=workspace_id)
     if name is not None:
@@ -111,4 +122,7 @@ async def update_workspace(
         else:
             ingest["rate_limit_per_second"] = ingest_rate_limit_per_second
         workspace = await update_settings_section(session, workspace_id=workspace_id, section="ingest", value=ingest)
+    if origins_given:
+        cors = {} if allowed_origins is None else {"allowed_origins": list(dict.fromkeys(allowed_origins))}
+        workspace = await update_settings_section(session, workspace_id=workspace_id, section="cors", value=cors)
     return workspace
