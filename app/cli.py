@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from app.core.config import get_settings
 
@@ -36,7 +36,10 @@ def _database_url(migrate: bool = True) -> str:
     from app.core import migrations
     from app.core.db import resolve_database_url
 
-    url = resolve_database_url(get_settings())
+    settings = get_settings()
+    # Every command says which database it works on: a second, empty one is never a surprise.
+    err_console.print(f"database: {settings.database_description}", highlight=False, soft_wrap=True)
+    url = resolve_database_url(settings)
     if migrate:
         migrations.upgrade(url)
     return url
@@ -76,8 +79,7 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; with the default disposition that
     # kills the process before atexit stops the embedded PostgreSQL. Exit normally instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    where = "embedded PostgreSQL in " + str(settings.pgdata_dir) if not settings.database_url else "DATABASE_URL"
-    err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port} ({where})")
+    err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port}")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -135,10 +137,15 @@ def workspace_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     if as_json:
         typer.echo(json.dumps([{"id": str(w.id), "name": w.name, "created_at": w.created_at.isoformat()} for w in rows]))
         return
-    table = Table("id", "name", "created")
+    table = Table(_id_column("id"), "name", "created")
     for w in rows:
         table.add_row(str(w.id), w.name, w.created_at.isoformat(timespec="seconds"))
     console.print(table)
+
+
+def _id_column(header: str) -> Column:
+    """Ids are copied into later commands: other columns wrap, an id is never cut."""
+    return Column(header, no_wrap=True, min_width=36, overflow="ignore")
 
 
 WorkspaceOpt = Annotated[uuid.UUID, typer.Option("--workspace", "-w", help="Workspace id.")]
@@ -189,7 +196,7 @@ def key_list(workspace: WorkspaceOpt, as_json: Annotated[bool, typer.Option("--j
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("id", "name", "kind", "prefix", "scopes", "revoked")
+    table = Table(_id_column("id"), "name", "kind", "prefix", "scopes", "revoked")
     for r in rows:
         table.add_row(r["id"], r["name"], r["kind"], r["prefix"] + "…", ",".join(r["scopes"]), r["revoked_at"] or "")
     console.print(table)
@@ -356,7 +363,7 @@ def dedup(
         f"{counts.merge_conflicts} refused by identity limits, {counts.already_decided} decided earlier, "
         f"{counts.skipped_blocks} blocks skipped"
     )
-    table = Table("score", "status", "profile a", "profile b", "evidence")
+    table = Table("score", "status", _id_column("profile a"), _id_column("profile b"), "evidence")
     for c in candidates:
         evidence = ", ".join(f"{k}={v}" for k, v in c.evidence.items() if not k.endswith("_bits") and isinstance(v, str))
         table.add_row(f"{c.score:.3f}", c.status, str(c.profile_a_id), str(c.profile_b_id), evidence)
