@@ -442,6 +442,67 @@ def traits_refresh(
         console.print(f"  {key}: {value}")
 
 
+@app.command()
+def demo(
+    workspace: Annotated[uuid.UUID | None, typer.Option("--workspace", "-w", help="Load into this workspace; "
+                                                        "omitted: a new workspace \"Demo Store\" with its keys.")] = None,
+    customers: Annotated[int, typer.Option(min=1, max=100_000, help="How many customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same data (and loading it twice adds nothing).")] = 42,
+    until: Annotated[str | None, typer.Option(help="Last day of the two-year history (YYYY-MM-DD); default today.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the workspace, keys and counts as JSON only.")] = False,
+) -> None:
+    """Fill a workspace with a believable coffee shop: customers with two years of orders (Segment
+    e-commerce events with revenue and products), web visits, sign-ups that stitch anonymous
+    visitors, business accounts, and some people entered twice, so RFM, CLV, de-duplication and
+    groups have something to show."""
+    from datetime import UTC, date, datetime
+
+    from app.core.errors import AppError
+    from app.demo.generator import DemoPlan
+    from app.demo.service import load_demo
+    from app.workspaces import service as workspace_service
+
+    try:
+        end = date.fromisoformat(until) if until else datetime.now(UTC).date()
+    except ValueError:
+        raise typer.BadParameter(f"{until!r} is not a date such as 2026-12-01", param_hint="--until") from None
+    plan = DemoPlan(customers=customers, seed=seed, end=end)
+    keys: dict[str, str] = {}
+
+    async def run(session: Any):
+        workspace_id = workspace
+        if workspace_id is None:
+            created = await workspace_service.create_workspace(session, name="Demo Store")
+            workspace_id = created.workspace.id
+            keys.update(write_key=created.write_key, secret_key=created.secret_key)
+            await session.commit()
+        summary = await load_demo(session, get_settings(), workspace_id=workspace_id, plan=plan)
+        return workspace_id, summary
+
+    try:
+        with err_console.status(f"generating and loading {customers} customers", spinner="dots") if not as_json else _nothing():
+            workspace_id, summary = _run_with_session(run)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    out = {"workspace_id": str(workspace_id), **keys, **summary.as_dict()}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console.print(f"workspace {workspace_id}: {summary.accepted} messages stored, {summary.duplicates} already there, "
+                  f"{summary.rejected} rejected, in {summary.seconds:.1f} s")
+    for name in ("write_key", "secret_key"):
+        if name in keys:
+            console.print(f"{name.replace('_', ' ')} (shown once): {keys[name]}", soft_wrap=True)
+    console.print("next: POST /v1/computed-traits/refresh?wait=true, then POST /v1/dedup/runs")
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
 def main() -> None:
     app()
 
