@@ -45,7 +45,9 @@ def _database_url(migrate: bool = True) -> str:
     return url
 
 
-def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
+def _run_with_session(fn: Callable[[Any], Awaitable[T]], *, commits: bool = False) -> T:
+    """`fn(session)` in one transaction, or with `commits` on a plain session whose commits are
+    `fn`'s own (bulk loads that commit chunk by chunk)."""
     from app.core.db import Database, create_engine, standalone_session
 
     url = _database_url()
@@ -54,8 +56,11 @@ def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
         settings = get_settings()
         db = Database(create_engine(url, settings), settings)
         try:
-            async with standalone_session(db) as session:
-                return await fn(session)
+            async with db.session() if commits else standalone_session(db) as session:
+                result = await fn(session)
+                if commits:
+                    await session.commit()
+                return result
         finally:
             await db.dispose()
 
@@ -448,7 +453,7 @@ def demo(
                                                         "omitted: a new workspace \"Demo Store\" with its keys.")] = None,
     customers: Annotated[int, typer.Option(min=1, max=100_000, help="How many customers.")] = 2000,
     seed: Annotated[int, typer.Option(help="Same seed, same data (and loading it twice adds nothing).")] = 42,
-    until: Annotated[str | None, typer.Option(help="Last day of the two-year history (YYYY-MM-DD); default today.")] = None,
+    until: Annotated[str | None, typer.Option(help="The two-year history ends as this day (YYYY-MM-DD) starts; default today.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the workspace, keys and counts as JSON only.")] = False,
 ) -> None:
     """Fill a workspace with a believable coffee shop: customers with two years of orders (Segment
@@ -481,7 +486,7 @@ def demo(
 
     try:
         with err_console.status(f"generating and loading {customers} customers", spinner="dots") if not as_json else _nothing():
-            workspace_id, summary = _run_with_session(run)
+            workspace_id, summary = _run_with_session(run, commits=True)
     except AppError as exc:
         err_console.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(1) from None

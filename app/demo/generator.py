@@ -80,7 +80,7 @@ CAMPAIGNS = [None, None, None, ("google", "cpc", "brand"), ("newsletter", "email
 class DemoPlan:
     customers: int = 2000
     seed: int = 42
-    end: date = date(2026, 12, 1)  # the last day of the history
+    end: date = date(2026, 12, 1)  # the history ends as this day starts
     history_days: int = 730
 
 
@@ -92,7 +92,7 @@ class _Store:
     def __init__(self, plan: DemoPlan) -> None:
         self.plan = plan
         self.rng = random.Random(plan.seed)
-        self.end = datetime(plan.end.year, plan.end.month, plan.end.day, 20, 0, tzinfo=UTC)
+        self.end = datetime(plan.end.year, plan.end.month, plan.end.day, tzinfo=UTC)  # the day starts: nothing from the future
         self.start = self.end - timedelta(days=plan.history_days)
         self.serial = 0
         self.order_serial = 0
