@@ -368,7 +368,7 @@ def dedup(
         f"{counts.merge_conflicts} refused by identity limits, {counts.already_decided} decided earlier, "
         f"{counts.skipped_blocks} blocks skipped"
     )
-    table = Table("score", "status", _id_column("profile a"), _id_column("profile b"), "evidence")
+    table = Table("score", "status", "profile a", "profile b", "evidence")
     for c in candidates:
         evidence = ", ".join(f"{k}={v}" for k, v in c.evidence.items() if not k.endswith("_bits") and isinstance(v, str))
         table.add_row(f"{c.score:.3f}", c.status, str(c.profile_a_id), str(c.profile_b_id), evidence)
