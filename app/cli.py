@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from app.core.config import get_settings
 
@@ -36,13 +36,18 @@ def _database_url(migrate: bool = True) -> str:
     from app.core import migrations
     from app.core.db import resolve_database_url
 
-    url = resolve_database_url(get_settings())
+    settings = get_settings()
+    # Every command says which database it works on: a second, empty one is never a surprise.
+    err_console.print(f"database: {settings.database_description}", highlight=False, soft_wrap=True)
+    url = resolve_database_url(settings)
     if migrate:
         migrations.upgrade(url)
     return url
 
 
-def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
+def _run_with_session(fn: Callable[[Any], Awaitable[T]], *, commits: bool = False) -> T:
+    """`fn(session)` in one transaction, or with `commits` on a plain session whose commits are
+    `fn`'s own (bulk loads that commit chunk by chunk)."""
     from app.core.db import Database, create_engine, standalone_session
 
     url = _database_url()
@@ -51,8 +56,11 @@ def _run_with_session(fn: Callable[[Any], Awaitable[T]]) -> T:
         settings = get_settings()
         db = Database(create_engine(url, settings), settings)
         try:
-            async with standalone_session(db) as session:
-                return await fn(session)
+            async with db.session() if commits else standalone_session(db) as session:
+                result = await fn(session)
+                if commits:
+                    await session.commit()
+                return result
         finally:
             await db.dispose()
 
@@ -76,8 +84,7 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; with the default disposition that
     # kills the process before atexit stops the embedded PostgreSQL. Exit normally instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    where = "embedded PostgreSQL in " + str(settings.pgdata_dir) if not settings.database_url else "DATABASE_URL"
-    err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port} ({where})")
+    err_console.print(f"[bold]Clientele[/] on http://{host or settings.host}:{port or settings.port}")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -135,10 +142,15 @@ def workspace_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     if as_json:
         typer.echo(json.dumps([{"id": str(w.id), "name": w.name, "created_at": w.created_at.isoformat()} for w in rows]))
         return
-    table = Table("id", "name", "created")
+    table = Table(_id_column("id"), "name", "created")
     for w in rows:
         table.add_row(str(w.id), w.name, w.created_at.isoformat(timespec="seconds"))
     console.print(table)
+
+
+def _id_column(header: str) -> Column:
+    """Ids are copied into later commands: other columns wrap, an id is never cut."""
+    return Column(header, no_wrap=True, min_width=36, overflow="ignore")
 
 
 WorkspaceOpt = Annotated[uuid.UUID, typer.Option("--workspace", "-w", help="Workspace id.")]
@@ -189,7 +201,7 @@ def key_list(workspace: WorkspaceOpt, as_json: Annotated[bool, typer.Option("--j
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("id", "name", "kind", "prefix", "scopes", "revoked")
+    table = Table(_id_column("id"), "name", "kind", "prefix", "scopes", "revoked")
     for r in rows:
         table.add_row(r["id"], r["name"], r["kind"], r["prefix"] + "…", ",".join(r["scopes"]), r["revoked_at"] or "")
     console.print(table)
@@ -688,6 +700,67 @@ def export_segment(
         err_console.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(1) from None
     console.print(f"{written} members written to {output}")
+
+
+@app.command()
+def demo(
+    workspace: Annotated[uuid.UUID | None, typer.Option("--workspace", "-w", help="Load into this workspace; "
+                                                        "omitted: a new workspace \"Demo Store\" with its keys.")] = None,
+    customers: Annotated[int, typer.Option(min=1, max=100_000, help="How many customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same data (and loading it twice adds nothing).")] = 42,
+    until: Annotated[str | None, typer.Option(help="The two-year history ends as this day (YYYY-MM-DD) starts; default today.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the workspace, keys and counts as JSON only.")] = False,
+) -> None:
+    """Fill a workspace with a believable coffee shop: customers with two years of orders (Segment
+    e-commerce events with revenue and products), web visits, sign-ups that stitch anonymous
+    visitors, business accounts, and some people entered twice, so RFM, CLV, de-duplication and
+    groups have something to show."""
+    from datetime import UTC, date, datetime
+
+    from app.core.errors import AppError
+    from app.demo.generator import DemoPlan
+    from app.demo.service import load_demo
+    from app.workspaces import service as workspace_service
+
+    try:
+        end = date.fromisoformat(until) if until else datetime.now(UTC).date()
+    except ValueError:
+        raise typer.BadParameter(f"{until!r} is not a date such as 2026-12-01", param_hint="--until") from None
+    plan = DemoPlan(customers=customers, seed=seed, end=end)
+    keys: dict[str, str] = {}
+
+    async def run(session: Any):
+        workspace_id = workspace
+        if workspace_id is None:
+            created = await workspace_service.create_workspace(session, name="Demo Store")
+            workspace_id = created.workspace.id
+            keys.update(write_key=created.write_key, secret_key=created.secret_key)
+            await session.commit()
+        summary = await load_demo(session, get_settings(), workspace_id=workspace_id, plan=plan)
+        return workspace_id, summary
+
+    try:
+        with err_console.status(f"generating and loading {customers} customers", spinner="dots") if not as_json else _nothing():
+            workspace_id, summary = _run_with_session(run, commits=True)
+    except AppError as exc:
+        err_console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    out = {"workspace_id": str(workspace_id), **keys, **summary.as_dict()}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console.print(f"workspace {workspace_id}: {summary.accepted} messages stored, {summary.duplicates} already there, "
+                  f"{summary.rejected} rejected, in {summary.seconds:.1f} s")
+    for name in ("write_key", "secret_key"):
+        if name in keys:
+            console.print(f"{name.replace('_', ' ')} (shown once): {keys[name]}", soft_wrap=True)
+    console.print("next: POST /v1/computed-traits/refresh?wait=true, then POST /v1/dedup/runs")
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()
 
 
 def main() -> None:

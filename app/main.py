@@ -13,6 +13,8 @@ from fastapi.routing import APIRoute
 
 from app import api
 from app.core.config import Settings, get_settings
+from app.core.cors import PublicCorsMiddleware
+from app.core.docs import install_docs
 from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from app.core.logging import configure_logging
@@ -75,11 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # install_docs: Swagger UI and ReDoc from installed files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = None
     app.state.find_key = workspace_service.find_key  # core.auth's key lookup (core imports no domain)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(api.v1)
     app.include_router(api.root)
 
@@ -98,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
         ],
     )
+    app.add_middleware(PublicCorsMiddleware, paths=ingest_router.TRACKING_PATHS)
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every response
 
     def custom_openapi() -> dict[str, Any]:

@@ -54,7 +54,7 @@ BROWSING = {"Product Viewed": 45, "Products Searched": 25, "Product Added": 15, 
 # refresh, so it sets how much work the job worker does beside ingest. In Hillstrom's e-mail
 # test (../shared/data/hillstrom.csv) 0.90% of customers bought and 14.68% visited: one
 # visitor in 16 bought. Even if each visit sent a single message, orders would be 6% of them;
-# real visits send several. Earlier sessions drew the five events uniformly (orders 20%):
+# real visits send several. Before 2de8a55 (2026-11-23) the five events were drawn uniformly (orders 20%):
 # --order-share 0.2 reproduces that load.
 ORDER_SHARE = 0.05
 CATEGORIES = ["Books", "Music", "Garden", "Kitchen", "Toys", "Outdoor"]
@@ -194,8 +194,8 @@ def raw_rows(batch: list[dict], profiles: dict[str, uuid.UUID]) -> tuple[str, li
     """The batch as INSERT_EVENTS takes it (rows, profile ids), built before the clock starts.
 
     Each person keeps one profile id (`profiles`), time-ordered like the server's and made when
-    the phase first meets them, so the event indexes get the ids ingest gives them. (Until the
-    seventh session each event had a random id of its own, which the profile index spread
+    the phase first meets them, so the event indexes get the ids ingest gives them. (Before 2b223bb
+    (2026-11-23) each event had a random id of its own, which the profile index spread
     everywhere; not the same rows.)"""
     rows = [{"message_id": m["messageId"], "type": "track", "event": m["event"], "user_id": m["userId"],
              "anonymous_id": m["anonymousId"], "properties": m["properties"], "context": m["context"],
@@ -257,7 +257,7 @@ async def main() -> None:
                         help="Share of timed messages from people never seen before (1.0: all of them).")
     parser.add_argument("--order-share", type=float, default=ORDER_SHARE,
                         help="Share of messages that are orders (each makes its person due an incremental "
-                             "computed-trait refresh); the rest browse. 0.2: the earlier sessions' uniform mix.")
+                             "computed-trait refresh); the rest browse. 0.2: the uniform mix used before 2de8a55.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="uvicorn worker processes of the server it starts (default: one per core).")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP/raw phase pairs per batch size; the median is reported.")

@@ -52,3 +52,37 @@ def test_openapi_export(tmp_path: Path, database_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(target.read_text())["info"]["title"] == "Clientele"
     get_settings.cache_clear()
+
+
+def test_every_command_names_its_database_and_tables_keep_whole_ids(database_url: str) -> None:
+    created = json.loads(run_cli(database_url, "workspace", "create", "A workspace with a rather long name", "--json").stdout)
+    env = {"COLUMNS": "60"}  # a narrow terminal: other columns wrap, ids stay whole
+    listed = subprocess.run([str(Path(sys.executable).parent / "clientele"), "workspace", "list"], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": database_url, **env}, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert created["workspace_id"] in listed.stdout
+    assert "database: PostgreSQL at postgresql+asyncpg://" in listed.stderr and "XDG_RUNTIME_DIR" not in listed.stderr
+    keys = subprocess.run([str(Path(sys.executable).parent / "clientele"), "key", "list", "-w", created["workspace_id"],
+                           "--json"], cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url}, capture_output=True,
+                          text=True, timeout=120)
+    ids = [k["id"] for k in json.loads(keys.stdout)]
+    table = run_cli(database_url, "key", "list", "-w", created["workspace_id"])
+    assert all(i in table.stdout for i in ids)
+
+
+def test_the_default_data_directory_does_not_depend_on_the_working_directory(tmp_path: Path) -> None:
+    """Run from two directories without DATABASE_URL or CLIENTELE_DATA_DIR: one database."""
+    code = "from app.core.config import Settings; print(Settings().pgdata_dir)"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CLIENTELE_DATABASE_URL", "CLIENTELE_DATA_DIR")}
+    env["HOME"], env["XDG_DATA_HOME"] = str(tmp_path / "home"), ""
+    seen = set()
+    for cwd in (tmp_path, ROOT):
+        out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, check=True)
+        seen.add(out.stdout.strip())
+    assert seen == {str(tmp_path / "home" / ".local" / "share" / "clientele" / "pgdata")}
+    env["CLIENTELE_DATA_DIR"] = str(tmp_path / "mine")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "mine" / "pgdata")

@@ -17,6 +17,12 @@ DEFAULT_CONSENT_SECRET = "changethis-consent"
 DEFAULT_PRIVACY_SECRET = "changethis-privacy"
 
 
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("clientele", appauthor=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CLIENTELE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -27,8 +33,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn worker processes for `clientele serve`")
     data_dir: Path = Field(
-        default=Path(".clientele"),
-        description="Where the embedded PostgreSQL keeps its data when DATABASE_URL is unset.",
+        default_factory=lambda: default_data_dir(),
+        description="Where the embedded PostgreSQL keeps its data when DATABASE_URL is unset: the user's data "
+                    "directory (~/.local/share/clientele on Linux), whatever the working directory.",
     )
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "CLIENTELE_DATABASE_URL")
@@ -141,6 +148,15 @@ class Settings(BaseSettings):
                 "before running with CLIENTELE_ENV=production"
             )
         return self
+
+    @property
+    def database_description(self) -> str:
+        """Which database this process uses, for people (never the password)."""
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+
+            return f"PostgreSQL at {make_url(self.database_url).render_as_string(hide_password=True)} (DATABASE_URL)"
+        return f"embedded PostgreSQL in {self.pgdata_dir}"
 
     @property
     def pgdata_dir(self) -> Path:

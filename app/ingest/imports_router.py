@@ -1,5 +1,11 @@
-"""Bulk imports: `POST /v1/imports/profiles`, `/v1/imports/events` and `/v1/imports/consents`
-(CSV or NDJSON, gzip allowed, up to 2 GiB). The body is streamed and committed every 1,000 rows (app.ingest.imports)."""
+"""Bulk imports: `POST /v1/imports/profiles`, `/v1/imports/events` and
+`/v1/imports/consents` (CSV or NDJSON, gzip
+allowed, up to 2 GiB). The body is streamed and committed every 1,000 rows (app.ingest.imports).
+
+The file is the body itself (`Content-Type: text/csv` or `application/x-ndjson`), or a
+`multipart/form-data` upload with the file in a part named `file` (what browsers' forms and
+generated API clients send). An upload is spooled to a temporary file as it arrives (in memory
+up to 1 MiB), then read in 1 MiB blocks like a plain body."""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
@@ -45,6 +54,11 @@ _EXAMPLES = {
 }
 
 
+MULTIPART = "multipart/form-data"
+_SUFFIXES = {".csv": ImportFormat.csv, ".ndjson": ImportFormat.ndjson, ".jsonl": ImportFormat.ndjson}
+_UPLOAD_BLOCK = 1 << 20
+
+
 def _body_schema(kind: ImportKind) -> dict[str, Any]:
     csv_example, ndjson_example = _EXAMPLES[kind]
     ndjson = {"schema": {"type": "string"}, "example": ndjson_example}
@@ -52,11 +66,26 @@ def _body_schema(kind: ImportKind) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": "A CSV file with a header row, or NDJSON (one JSON object per line). UTF-8; "
-            "`Content-Encoding: gzip` allowed. See docs/IMPORTS.md for the column mapping.",
+            "`Content-Encoding: gzip` allowed. Or a multipart/form-data upload of such a file (optionally "
+            "gzipped) in the part `file`. See docs/IMPORTS.md for the column mapping.",
             "content": {
                 "text/csv": {"schema": {"type": "string"}, "example": csv_example},
                 "application/x-ndjson": ndjson,
                 "application/jsonl": ndjson,
+                MULTIPART: {
+                    "schema": {
+                        "title": f"Import{kind.value.capitalize()}Upload",
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary",
+                                     "description": "The CSV or NDJSON file, optionally gzipped."},
+                            "format": {"type": "string", "enum": ["csv", "ndjson"],
+                                       "description": "Default: from the file's content type, else its name "
+                                                      "(.csv, .ndjson, .jsonl, each optionally .gz)."},
+                        },
+                    },
+                },
             },
         }
     }
@@ -68,7 +97,8 @@ def _body_format(request: Request) -> tuple[ImportFormat, bool]:
     fmt = _FORMATS.get(media.strip().lower())
     if fmt is None:
         raise UnsupportedMediaType(
-            f"Content-Type {media.strip() or '(none)'!r} is not supported; send text/csv or application/x-ndjson."
+            f"Content-Type {media.strip() or '(none)'!r} is not supported; send text/csv, application/x-ndjson "
+            "or a multipart/form-data upload."
         )
     for param in params.split(";"):
         name, _, value = param.partition("=")
@@ -90,7 +120,57 @@ async def _stream(request: Request) -> AsyncIterator[bytes]:
         raise BadRequest("The client disconnected before the end of the body.", code="client_disconnected") from None
 
 
+def _upload_format(upload: UploadFile, declared: Any) -> ImportFormat:
+    if declared not in (None, ""):
+        if declared not in ("csv", "ndjson"):
+            raise BadRequest(f"format {str(declared)[:40]!r} is not csv or ndjson.", code="bad_format")
+        return ImportFormat(declared)
+    media = (upload.content_type or "").partition(";")[0].strip().lower()
+    if media in _FORMATS:
+        return _FORMATS[media]
+    name = (upload.filename or "").lower().removesuffix(".gz")
+    for suffix, fmt in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise UnsupportedMediaType(
+        f"Cannot tell the format of the uploaded file {upload.filename or '(no name)'!r} "
+        f"({media or 'no content type'}); name it .csv or .ndjson, or send the part `format`."
+    )
+
+
+async def _upload_blocks(upload: UploadFile, first: bytes) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while block := await upload.read(_UPLOAD_BLOCK):
+        yield block
+
+
+async def _import_upload(request: Request, session: AsyncSession, principal: Principal, kind: ImportKind) -> ImportResponse:
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except ClientDisconnect:
+        raise BadRequest("The client disconnected before the end of the body.", code="client_disconnected") from None
+    except (HTTPException, MultiPartException) as exc:  # Starlette's 400 for a body python-multipart cannot parse
+        raise BadRequest(f"The multipart body cannot be read: {getattr(exc, 'detail', None) or exc.message}",
+                         code="bad_multipart") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("Send the file in a multipart part named `file`.", code="missing_file")
+        fmt = _upload_format(upload, form.get("format"))
+        first = await upload.read(_UPLOAD_BLOCK)
+        summary = await run_import(
+            session, request.app.state.settings, workspace_id=principal.workspace_id, kind=kind, fmt=fmt,
+            body=_upload_blocks(upload, first), gzip=first[:2] == b"\x1f\x8b",  # the magic number says gzip
+        )
+    finally:
+        await form.close()
+    return ImportResponse.model_validate(summary.as_dict())
+
+
 async def _import(request: Request, session: AsyncSession, principal: Principal, kind: ImportKind) -> ImportResponse:
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() == MULTIPART:
+        return await _import_upload(request, session, principal, kind)
     fmt, gzip = _body_format(request)
     summary = await run_import(
         session, request.app.state.settings, workspace_id=principal.workspace_id, kind=kind, fmt=fmt,

@@ -15,7 +15,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from app.core.auth import BasicCredentials, authenticate_write_key
-from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, responses
+from app.core.cors import origin_allowed
+from app.core.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType, responses
 from app.identity.service import identity_settings_from, trait_strategies_from
 from app.ingest import service
 from app.ingest.parser import (
@@ -32,8 +33,13 @@ from app.ingest.parser import (
 )
 from app.ingest.schemas import IngestResponse
 from app.privacy.suppression import workspace_has_suppressions
+from app.workspaces.service import allowed_origins_from
 
 router = APIRouter(tags=["ingest"])
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Public endpoints (write key): the only ones that answer browsers from other origins (app.core.cors).
+TRACKING_PATHS = frozenset({"/v1/batch", *(f"/v1/{t}" for t in MESSAGE_TYPES)})
 
 _ERRORS = responses(400, 401, 403, 413, 415, 429)
 
@@ -76,6 +82,10 @@ async def _ingest(
 ) -> IngestOutcome:
     settings = request.app.state.settings
     principal = await authenticate_write_key(request, write_key)
+    origin = request.headers.get("origin")
+    if origin is not None and not origin_allowed(allowed_origins_from(principal.workspace_settings), origin):
+        raise Forbidden(f"Pages from {origin} may not send data to this workspace; add the origin with "
+                        "PATCH /v1/workspace {\"cors_allowed_origins\": [...]}.", code="origin_not_allowed")
     received_at = datetime.now(UTC)
     try:
         batch_sent_at = parse_timestamp(sent_at, "sentAt")
@@ -194,7 +204,7 @@ def _single(message_type: str):
     return handler
 
 
-for _type in ("track", "identify", "page", "screen", "group", "alias"):
+for _type in MESSAGE_TYPES:
     router.add_api_route(
         f"/{_type}", _single(_type), methods=["POST"], response_model=IngestResponse, responses=_ERRORS,
         openapi_extra=_body_schema("SegmentMessage"), summary=f"Send one {_type} message", name=_type,

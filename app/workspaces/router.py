@@ -42,7 +42,8 @@ def _public(workspace) -> WorkspacePublic:
     rate = ((workspace.settings or {}).get("ingest") or {}).get("rate_limit_per_second")
     retention = ((workspace.settings or {}).get("privacy") or {}).get("event_retention_days")
     return WorkspacePublic(id=workspace.id, name=workspace.name, created_at=workspace.created_at,
-                           ingest_rate_limit_per_second=rate, event_retention_days=retention)
+                           ingest_rate_limit_per_second=rate, event_retention_days=retention,
+                           cors_allowed_origins=service.allowed_origins_from(workspace.settings))
 
 
 @router.get("/workspace", response_model=WorkspacePublic, responses=responses(401, 403), summary="The key's workspace")
@@ -55,14 +56,16 @@ async def get_current_workspace(session: SessionDep, principal: ReadPrincipal) -
     "/workspace", response_model=WorkspacePublic, responses=responses(401, 403, 422), summary="Change the key's workspace"
 )
 async def update_current_workspace(body: WorkspaceUpdate, session: SessionDep, principal: AdminPrincipal) -> WorkspacePublic:
-    """Rename it, set its own ingest rate limit (429 + Retry-After beyond it), or its event
-    retention (events older than that many days are deleted by an hourly job)."""
+    """Rename it, set its own ingest rate limit (429 + Retry-After beyond it), its event
+    retention (events older than that many days are deleted by an hourly job), or the origins
+    whose web pages may send data with its write key (CORS)."""
     workspace = await service.update_workspace(
         session, workspace_id=principal.workspace_id, name=body.name,
         ingest_rate_limit_per_second=body.ingest_rate_limit_per_second,
         rate_given="ingest_rate_limit_per_second" in body.model_fields_set,
         event_retention_days=body.event_retention_days,
         retention_given="event_retention_days" in body.model_fields_set,
+        allowed_origins=body.cors_allowed_origins, origins_given="cors_allowed_origins" in body.model_fields_set,
     )
     return _public(workspace)
 

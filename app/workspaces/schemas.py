@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.auth import Scope
+from app.core.cors import normalize_origin
+
+Origin = Annotated[str, Field(max_length=300), AfterValidator(normalize_origin)]
 
 
 class WorkspaceCreate(BaseModel):
@@ -29,6 +32,11 @@ class WorkspacePublic(BaseModel):
     event_retention_days: int | None = Field(
         default=None, description="Events older than this many days are deleted by the retention job; null: kept."
     )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"], examples=[["https://shop.example.com"]],
+        description="Origins whose web pages may send data with the write key (`*`: any). Other routes never "
+                    "answer cross-origin.",
+    )
 
 
 class WorkspaceUpdate(BaseModel):
@@ -41,6 +49,11 @@ class WorkspaceUpdate(BaseModel):
     event_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, examples=[730],
         description="Delete events older than this many days (hourly job); null keeps them forever.",
+    )
+    cors_allowed_origins: list[Origin] | None = Field(
+        default=None, max_length=100, examples=[["https://shop.example.com", "http://localhost:3000"]],
+        description="Origins whose web pages may send data with the write key: `scheme://host[:port]`, or `*` "
+                    "for any; `[]` for none; null for the default (any).",
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.consent import service as consent_service
 from app.core.auth import DISPLAY_PREFIX_LEN, Scope, StoredKey, forget_key, forget_workspace, generate_key, hash_key
+from app.core.cors import ANY_ORIGIN
 from app.core.errors import NotFound
 from app.workspaces import repository
 from app.workspaces.models import ApiKey, Workspace
@@ -93,6 +94,14 @@ async def update_settings_section(
     return workspace
 
 
+DEFAULT_ALLOWED_ORIGINS = [ANY_ORIGIN]
+
+
+def allowed_origins_from(settings: dict | None) -> list[str]:
+    """The origins whose pages may send data with the workspace's write key (default: any)."""
+    return ((settings or {}).get("cors") or {}).get("allowed_origins", DEFAULT_ALLOWED_ORIGINS)
+
+
 async def update_workspace(
     session: AsyncSession,
     *,
@@ -102,6 +111,8 @@ async def update_workspace(
     rate_given: bool,
     event_retention_days: int | None = None,
     retention_given: bool = False,
+    allowed_origins: list[str] | None = None,
+    origins_given: bool = False,
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id=workspace_id)
     if name is not None:
@@ -122,4 +133,7 @@ async def update_workspace(
         else:
             privacy["event_retention_days"] = event_retention_days
         workspace = await update_settings_section(session, workspace_id=workspace_id, section="privacy", value=privacy)
+    if origins_given:
+        cors = {} if allowed_origins is None else {"allowed_origins": list(dict.fromkeys(allowed_origins))}
+        workspace = await update_settings_section(session, workspace_id=workspace_id, section="cors", value=cors)
     return workspace

@@ -396,3 +396,48 @@ async def test_profiles_known_only_by_email_or_phone_import(client, workspace) -
     by_phone = await client.get("/v1/profiles/lookup", params={"type": "phone", "value": "+14155552671"},
                                 headers=workspace.admin_headers)
     assert by_phone.status_code == 200
+
+
+# --- multipart uploads (browsers' forms, generated clients) ----------------------------------------
+
+async def test_multipart_uploads_import_like_plain_bodies(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    profiles = "user_id,email,plan\nu1,jane@example.com,pro\nu2,joe@example.com,free\n"
+    resp = await client.post("/v1/imports/profiles", headers=workspace.admin_headers,
+                             files={"file": ("customers.csv", profiles.encode(), "text/csv")})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 2
+    # The same file again: duplicates, as with a plain body.
+    again = await client.post("/v1/imports/profiles", headers=workspace.admin_headers,
+                              files={"file": ("customers.csv", profiles.encode(), "text/csv")})
+    assert again.json()["accepted"] == 0 and again.json()["duplicates"] == 2
+
+    orders = gzip.compress(b'{"user_id": "u1", "event": "Order Completed", "revenue": "12.50", "order_id": "o1"}\n')
+    events = await client.post("/v1/imports/events", headers=workspace.admin_headers,
+                               files={"file": ("orders.ndjson.gz", orders, "application/octet-stream")})
+    assert events.status_code == 200, events.text
+    assert events.json()["accepted"] == 1
+    (stored,) = [e for e in await all_events(client, workspace) if e["event"] == "Order Completed"]
+    assert stored["properties"]["revenue"] == 12.5
+    # The format can be named when neither the type nor the name says it.
+    named = await client.post("/v1/imports/events", headers=workspace.admin_headers, data={"format": "csv"},
+                              files={"file": ("export", b"user_id,event\nu2,Signed Up\n", "application/octet-stream")})
+    assert named.status_code == 200 and named.json()["accepted"] == 1, named.text
+
+
+@pytest.mark.parametrize("files,data,status,code", [
+    ({"other": ("a.csv", b"user_id\nu1\n", "text/csv")}, None, 400, "missing_file"),
+    ({"file": ("a.bin", b"user_id\nu1\n", "application/octet-stream")}, None, 415, "unsupported_media_type"),
+    ({"file": ("a.csv", b"user_id\nu1\n", "text/csv")}, {"format": "xml"}, 400, "bad_format"),
+    ({"file": ("a.csv", b"", "text/csv")}, None, 400, "empty_body"),
+])
+async def test_bad_uploads(client: httpx.AsyncClient, workspace: WorkspaceKeys, files, data, status: int, code: str) -> None:
+    resp = await client.post("/v1/imports/profiles", headers=workspace.admin_headers, files=files, data=data)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM and resp.json()["code"] == code
+
+
+async def test_a_broken_multipart_body_is_400(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    resp = await client.post("/v1/imports/profiles", content=b"--x\r\nContent-Disposition: form-data; name=\"file\"\r\n",
+                             headers={**workspace.admin_headers, "Content-Type": "multipart/form-data; boundary=x"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["code"] in ("bad_multipart", "missing_file")
