@@ -9,7 +9,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.pagination import CursorPage
-from app.identity.dedup import DEFAULT_THRESHOLD
+from app.dedup.matcher import DEFAULT_THRESHOLD
 
 CandidateStatus = Literal["pending", "merged", "rejected"]
 

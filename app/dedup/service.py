@@ -1,7 +1,7 @@
 """De-duplication runs and the review of their candidate pairs.
 
 A run loads a workspace's live profiles in one query, maps their traits to
-:class:`~app.identity.dedup.PersonRecord` (the mapping is :func:`record_from_traits`), lets
+:class:`~app.dedup.matcher.PersonRecord` (the mapping is :func:`record_from_traits`), lets
 the pure matcher find scored pairs, drops the pairs identity resolution is responsible for,
 records the rest as candidates and merges those at or above the threshold through
 ``identity_service.manual_merge`` (ledger rule ``dedup``, so ``split`` undoes them).
@@ -31,7 +31,7 @@ from app.dedup import repository
 from app.dedup.models import DedupCandidate, DedupRun
 from app.dedup.schemas import DedupCandidatePublic, DedupRunCounts, DedupRunPublic
 from app.identity import service as identity_service
-from app.identity.dedup import CandidatePair, PersonRecord, find_candidates
+from app.dedup.matcher import CandidatePair, PersonRecord, find_candidates
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 from app.profiles import service as profile_service
 from app.workspaces import service as workspace_service

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from app.identity.dedup import CandidatePair, PersonRecord, evaluate, find_candidates, generate_synthetic_people
+from app.dedup.matcher import CandidatePair, PersonRecord, evaluate, find_candidates
+from bench.dedup_synthetic import generate_synthetic_people
 from tests.conftest import ROOT, WorkspaceKeys
 
 SYNTHETIC_N = 1_000

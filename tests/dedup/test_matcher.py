@@ -7,16 +7,16 @@ from datetime import date
 
 import pytest
 
-from app.identity.dedup import (
+from app.dedup.matcher import (
     DEFAULT_THRESHOLD,
     CandidatePair,
     DedupResult,
     PersonRecord,
     evaluate,
     find_candidates,
-    generate_synthetic_people,
     soundex,
 )
+from bench.dedup_synthetic import generate_synthetic_people
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 
 SYNTHETIC_N = 5_000
