@@ -976,6 +976,11 @@ def find_candidates(
     return DedupResult(pairs=pairs, compared_pairs=k, skipped_blocks=skipped_blocks, model=model.describe())
 
 
+def _content_key(f: _Features) -> tuple[str, ...]:
+    return (f.first, f.last, f.birthdate_digits, f.email, f.phone, f.postcode, f.address_key, f.city, f.state,
+            f.address2, f.national_id)
+
+
 def _random_pair_levels(features: Sequence[_Features], comparer: _Comparer) -> tuple[list[np.ndarray], list[float]]:
     """Levels among random pairs (u as strangers show it) as pseudo-pairs per comparison
     (at most _RANDOM_PAIR_STRENGTH per group), and how many random pairs had the field. Exact agreements on a counted field
@@ -983,7 +988,10 @@ def _random_pair_levels(features: Sequence[_Features], comparer: _Comparer) -> t
     thousands of pairs hardly ever sees two people at one address, while the address counts
     see every household."""
     n = len(features)
-    rng = random.Random(0)  # reproducible: the same records learn the same model
+    # Reproducible: the same people learn the same model, whatever their ids or order (the
+    # sample is drawn from the records sorted by content, with a fixed seed).
+    canonical = sorted(features, key=_content_key)
+    rng = random.Random(0)
     counts = [np.zeros(len(c.levels)) for c in _COMPARISONS]
     total_pairs = n * (n - 1) // 2
     if total_pairs <= _RANDOM_PAIRS:
@@ -991,7 +999,7 @@ def _random_pair_levels(features: Sequence[_Features], comparer: _Comparer) -> t
     else:
         sample = ((i, j if j < i else j + 1) for i, j in ((rng.randrange(n), rng.randrange(n - 1)) for _ in range(_RANDOM_PAIRS)))
     for i, j in sample:
-        lv, _, _ = comparer.compare(features[i], features[j])
+        lv, _, _ = comparer.compare(canonical[i], canonical[j])
         for c, level in enumerate(lv):
             if level != _MISSING:
                 counts[c][level] += 1
