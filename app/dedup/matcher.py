@@ -670,8 +670,8 @@ class _Comparer:
         best, swapped = straight, False
         if a.first_tok and a.last and b.first_tok and b.last and straight_bits <= 0:
             # Swapped reading: one record's first name against the other's surname field and
-            # vice versa. Both role assignments are tried and the better kept (ties by level
-            # names), so the result does not depend on which record comes first.
+            # vice versa. Both role assignments are tried and the better kept (ties broken by
+            # levels, then frequencies), so the result does not depend on which record comes first.
             readings = []
             for x, y in ((a, b), (b, a)):
                 reading = [
@@ -679,8 +679,9 @@ class _Comparer:
                     self._last_name(x.last, y.first.replace(" ", ""), group, crossed=True),
                 ]
                 bits = sum(_prior_bits(c, lv) for c, lv, _ in reading)
-                readings.append((bits, tuple(lv for _, lv, _ in reading), reading))
-            bits, _, reading = max(readings, key=lambda r: (r[0], r[1]))
+                tf_bits = tuple(w for _, _, w in reading)
+                readings.append((bits + sum(tf_bits), tuple(lv for _, lv, _ in reading), tf_bits, bits, reading))
+            *_, bits, reading = max(readings, key=lambda r: r[:3])
             if bits + _SWAP_BITS > straight_bits:
                 best, swapped = reading, True
         for c, lv, w in best:
@@ -762,24 +763,31 @@ class _Model:
         """EM over ``levels`` (compared pairs x comparisons, -1 missing) for m and the match
         rate; u is what random pairs show (``u_random``, blended with the hand-set u0), as
         strangers are what random pairs are. ``labels`` is 1/0 for a reviewer's decision,
-        NaN for a pair nobody looked at. m is drawn towards the hand-set m0 by
-        _PRIOR_STRENGTH pseudo-pairs; the match rate, over all ``all_pairs`` pairs of the
-        file, starts at ``prior_rate``. ``offsets`` are each pair's fixed bits (term frequencies, swapped
-        names); ``start`` the first expectation, the hand-set model's scores, which puts EM
-        in the basin of "same person" rather than of some other split of the compared pairs
-        (same street, same household)."""
+        NaN for a pair nobody looked at: a confirmed pair counts towards m as a certain
+        match, a rejected one towards u (a stranger random pairs rarely show: same street,
+        similar name). m is drawn towards the hand-set m0 by _PRIOR_STRENGTH pseudo-pairs;
+        the match rate, over all ``all_pairs`` pairs of the file, starts at ``prior_rate``.
+        ``offsets`` are each pair's fixed bits (term frequencies, swapped names); ``start``
+        the first expectation, the hand-set model's scores, which puts EM in the basin of
+        "same person" rather than of some other split of the compared pairs (same street,
+        same household)."""
         k, n_comp = levels.shape
         self.fitted_pairs = int(np.isnan(labels).sum())
         labelled = ~np.isnan(labels)
         self.decisions = (int((labels == 1).sum()), int((labels == 0).sum()))
         m0 = [self._normalise(c, np.array([lv.m0 for lv in c.levels])) for c in _COMPARISONS]
         u0 = [self._normalise(c, np.array([lv.u0 for lv in c.levels])) for c in _COMPARISONS]
-        groups = [np.array([lv.group for lv in c.levels]) for c in _COMPARISONS]
-        self.log_u = [np.log2(self._normalise(c, _PRIOR_STRENGTH * u0[i] + u_random[i])) for i, c in enumerate(_COMPARISONS)]
+        present = levels >= 0
+        # Pairs reviewers rejected are strangers too (hard ones): they count towards u like random pairs.
+        rejected = labels == 0
+        self.log_u = [
+            np.log2(self._normalise(c, _PRIOR_STRENGTH * u0[i] + u_random[i] + np.bincount(
+                levels[rejected & present[:, i], i], minlength=len(c.levels))))
+            for i, c in enumerate(_COMPARISONS)
+        ]
         self.match_rate = prior_rate
         width = max(len(c.levels) for c in _COMPARISONS) + 1
         idx = np.where(levels < 0, width - 1, levels).astype(np.intp)
-        present = levels >= 0
         unlabelled = ~labelled
         scale = compared_pairs / max(int(unlabelled.sum()), 1)  # > 1 when EM fits a sample
         for iteration in range(1, _EM_MAX_ITERATIONS + 1):
