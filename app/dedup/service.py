@@ -36,8 +36,8 @@ from app.identity.normalize import IdentitySettings, InvalidIdentifier, normaliz
 from app.profiles import service as profile_service
 from app.workspaces import service as workspace_service
 
-#: Most profiles one synchronous run scans. Matching 100,000 records takes ~25 s and a few
-#: hundred MB (docs/DEDUP.md); beyond that a request is the wrong place for it.
+#: Most profiles one synchronous run scans. Matching 100,000 records takes tens of seconds and
+#: about a gigabyte (docs/DEDUP.md §5); beyond that a request is the wrong place for it.
 MAX_PROFILES = 100_000
 
 MERGE_RULE = "dedup"

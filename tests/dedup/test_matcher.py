@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import date
 
@@ -266,7 +267,9 @@ def test_town_region_second_line_and_national_id_are_evidence() -> None:
     base = PersonRecord("a", "Kim", "Wright", city="Bendigo", state="vic", address2="Rosedale Farm", national_id="5191233")
     same = PersonRecord("b", "Kim", "Wright", city="Bendigo", state="vic", address2="rosedale farm", national_id="5192133")
     other = PersonRecord("c", "Kim", "Wright", city="Mildura", state="nsw", address2="Unit 4", national_id="8812004")
-    filler = [PersonRecord(f"f{i}", f"Name{i}", f"Surname{i}", city=f"Town{i % 7}", national_id=f"{i:07d}") for i in range(40)]
+    rng = random.Random(1)  # unrelated customer numbers (sequential ones would be one-digit "typos" of each other)
+    filler = [PersonRecord(f"f{i}", f"Name{i}", f"Surname{i}", city=f"Town{i % 7}", national_id=f"{rng.randrange(10**7):07d}")
+              for i in range(40)]
     found = scores([base, same, other, *filler])
     pair = found[frozenset(("a", "b"))]
     assert pair.evidence["city"] == "exact" and pair.evidence["state"] == "exact"
