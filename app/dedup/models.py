@@ -43,6 +43,13 @@ class DedupRun(SQLModel, table=True):
     already_decided: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
     shared_identifier: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
     skipped_blocks: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
+    # The Fellegi-Sunter model the run learned (m, u and weight per level, match rate, EM
+    # iterations, reviewers' decisions used): what every score of the run was computed with.
+    model: dict | None = Field(default=None, sa_column=sa.Column(pg.JSONB, nullable=True))
+    # Trait values the run could not read, by field: {"birthdate": {"count": 3, "examples": [...]}}.
+    unreadable: dict = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"))
+    )
     created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )

@@ -39,14 +39,33 @@ async def insert_run(
     return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one()
 
 
+async def reviewed_evidence(
+    conn: Any, *, workspace_id: uuid.UUID, reasons: Sequence[str], limit: int
+) -> list[tuple[dict[str, Any], bool]]:
+    """Evidence of the newest pairs people decided on (``reasons``), and whether they were one person."""
+    rows = await conn.fetch(
+        """SELECT evidence, status FROM dedup_candidate
+           WHERE workspace_id = $1 AND status IN ('merged', 'rejected') AND reason = ANY($2::text[])
+           ORDER BY decided_at DESC NULLS LAST LIMIT $3""",
+        workspace_id, list(reasons), limit,
+    )
+    return [(_json(r["evidence"]), r["status"] == "merged") for r in rows]
+
+
 async def finish_run(
-    session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID, counts: Mapping[str, int]
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    run_id: uuid.UUID,
+    counts: Mapping[str, int],
+    model: Mapping[str, Any] | None,
+    unreadable: Mapping[str, Any],
 ) -> DedupRun:
     # clock_timestamp(), not now(): now() is the transaction's start, i.e. the run's created_at.
     stmt = (
         sa.update(DedupRun)
         .where(DedupRun.workspace_id == workspace_id, DedupRun.id == run_id)
-        .values(status="completed", finished_at=sa.func.clock_timestamp(), **counts)
+        .values(status="completed", finished_at=sa.func.clock_timestamp(), model=model, unreadable=unreadable, **counts)
         .returning(DedupRun)
     )
     return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one()

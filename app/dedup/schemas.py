@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.pagination import CursorPage
-from app.identity.dedup import DEFAULT_THRESHOLD
+from app.dedup.matcher import DEFAULT_THRESHOLD
 
 CandidateStatus = Literal["pending", "merged", "rejected"]
 
@@ -86,6 +86,22 @@ class DedupRunPublic(BaseModel):
     max_block_size: int
     dry_run: bool
     counts: DedupRunCounts
+    model: dict[str, Any] | None = Field(
+        description="The Fellegi-Sunter model the run learned from the workspace's profiles and reviewers' decisions "
+                    "(per comparison and level: m, u and the weight in bits; the match rate; EM iterations). "
+                    "Every score of the run was computed with it. See docs/DEDUP.md.",
+        examples=[{"method": "fellegi-sunter, expectation maximisation", "match_rate": 0.00052, "prior_bits": -10.9,
+                   "iterations": 4, "converged": True, "fitted_pairs": 9950, "random_pairs": 5000,
+                   "decisions": {"same_person": 12, "different_people": 3},
+                   "comparisons": {"birthdate": {"exact": {"m": 0.91, "u": 5.1e-05, "bits": 14.1}}}}],
+    )
+    unreadable: dict[str, Any] = Field(
+        description="Trait values the run could not read, by field: a count and up to 20 examples with the reason "
+                    "(e.g. a birth date written 04/05/1980, which could be April or May).",
+        examples=[{"birthdate": {"count": 1, "examples": [
+            {"profile_id": "0193a5c0-0000-7000-8000-000000000001", "value": "04/05/1980",
+             "reason": "'04/05/1980' could be day/month or month/day: write it as 1980-MM-DD"}]}}],
+    )
     created_at: datetime
     finished_at: datetime | None
 

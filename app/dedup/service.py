@@ -1,7 +1,7 @@
 """De-duplication runs and the review of their candidate pairs.
 
 A run loads a workspace's live profiles in one query, maps their traits to
-:class:`~app.identity.dedup.PersonRecord` (the mapping is :func:`record_from_traits`), lets
+:class:`~app.dedup.matcher.PersonRecord` (the mapping is :func:`record_from_traits`), lets
 the pure matcher find scored pairs, drops the pairs identity resolution is responsible for,
 records the rest as candidates and merges those at or above the threshold through
 ``identity_service.manual_merge`` (ledger rule ``dedup``, so ``split`` undoes them).
@@ -18,7 +18,6 @@ import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,13 +30,14 @@ from app.dedup import repository
 from app.dedup.models import DedupCandidate, DedupRun
 from app.dedup.schemas import DedupCandidatePublic, DedupRunCounts, DedupRunPublic
 from app.identity import service as identity_service
-from app.identity.dedup import CandidatePair, PersonRecord, find_candidates
+from app.dedup.dates import UnreadableDate, parse_birthdate
+from app.dedup.matcher import CandidatePair, Decision, PersonRecord, find_candidates
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 from app.profiles import service as profile_service
 from app.workspaces import service as workspace_service
 
-#: Most profiles one synchronous run scans. Matching 100,000 records takes ~25 s and a few
-#: hundred MB (docs/DEDUP.md); beyond that a request is the wrong place for it.
+#: Most profiles one synchronous run scans. Matching 100,000 records takes tens of seconds and
+#: about a gigabyte (docs/DEDUP.md §5); beyond that a request is the wrong place for it.
 MAX_PROFILES = 100_000
 
 MERGE_RULE = "dedup"
@@ -51,14 +51,26 @@ EMAIL_KEYS = ("email",)
 PHONE_KEYS = ("phone",)
 POSTCODE_KEYS = ("postcode", "zip", "postal_code", "postalCode")
 STREET_KEYS = ("street",)
-CITY_KEYS = ("city",)
-ADDRESS_KEYS = ("address",)  # a string, or a Segment address object {street, city, postalCode}
-BIRTHDATE_KEYS = ("birthdate", "birthday")
+HOUSE_NUMBER_KEYS = ("street_number", "house_number", "streetNumber", "houseNumber")
+ADDRESS2_KEYS = ("address_2", "address2", "address_line_2", "addressLine2", "street2", "line2")
+CITY_KEYS = ("city", "town", "suburb")
+STATE_KEYS = ("state", "region", "county", "province")
+NATIONAL_ID_KEYS = ("national_id", "customer_number", "customer_no", "nationalId", "customerNumber")
+ADDRESS_KEYS = ("address",)  # a string, or a Segment address object {street, city, state, postalCode}
+BIRTHDATE_KEYS = ("birthdate", "birthday", "date_of_birth", "dob")
 MATCHABLE_TRAITS: tuple[str, ...] = (
     *FIRST_NAME_KEYS, *LAST_NAME_KEYS, *NAME_KEYS, *EMAIL_KEYS, *PHONE_KEYS, *POSTCODE_KEYS,
-    *STREET_KEYS, *CITY_KEYS, *ADDRESS_KEYS, *BIRTHDATE_KEYS,
+    *STREET_KEYS, *HOUSE_NUMBER_KEYS, *ADDRESS2_KEYS, *CITY_KEYS, *STATE_KEYS, *NATIONAL_ID_KEYS, *ADDRESS_KEYS,
+    *BIRTHDATE_KEYS,
 )
-_OLDEST_BIRTHDATE = date(1900, 1, 1)  # before this it is a placeholder, not a birthday
+#: Reasons of the decisions people made on the review queue: the labels the model learns from
+#: (automatic merges are the model's own guesses and are not fed back to it).
+MERGED_ON_REVIEW = "merged on review"
+REJECTED_ON_REVIEW = "rejected on review"
+#: Newest reviewed pairs a run learns from.
+MAX_DECISIONS = 50_000
+#: Examples of unreadable values kept on a run, per field.
+MAX_UNREADABLE_EXAMPLES = 20
 
 
 class DedupTooLarge(AppError):
@@ -101,25 +113,51 @@ def _split_name(name: str) -> tuple[str | None, str | None]:
     return " ".join(parts[:-1]), parts[-1]  # middle names stay with the first name, as the matcher expects
 
 
-def _birthdate(value: Any) -> date | None:
-    text = _text(value)
-    if text is None or len(text) < 10:
-        return None
-    try:
-        born = date.fromisoformat(text[:10])  # a full timestamp counts by its date part
-    except ValueError:
-        return None
-    return born if _OLDEST_BIRTHDATE <= born <= date.today() else None
+@dataclass(slots=True)
+class Unreadable:
+    """Trait values a run could not use, by field: counted, with a few examples."""
+
+    fields: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def add(self, field: str, profile_id: uuid.UUID, value: Any, reason: str) -> None:
+        entry = self.fields.setdefault(field, {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < MAX_UNREADABLE_EXAMPLES:
+            entry["examples"].append({"profile_id": str(profile_id), "value": value, "reason": reason})
 
 
-def record_from_traits(profile_id: uuid.UUID, traits: Mapping[str, Any]) -> PersonRecord | None:
+def _birthdate(profile_id: uuid.UUID, traits: Mapping[str, Any], unreadable: Unreadable | None):
+    for key in BIRTHDATE_KEYS:
+        raw = traits.get(key)
+        if raw is None or raw == "":
+            continue
+        text = _text(raw)
+        if text is None:
+            if unreadable is not None:
+                unreadable.add("birthdate", profile_id, raw, f"{key} is not text")
+            continue
+        if isinstance(raw, int) and len(text) != 8:  # 19560419 may arrive as a number; 1956 alone is no date
+            text = ""
+        try:
+            return parse_birthdate(text)
+        except UnreadableDate as exc:
+            if unreadable is not None:
+                unreadable.add("birthdate", profile_id, raw, str(exc))
+    return None
+
+
+def record_from_traits(
+    profile_id: uuid.UUID, traits: Mapping[str, Any], unreadable: Unreadable | None = None
+) -> PersonRecord | None:
     """The matcher's view of a profile, or None when no trait it compares is present.
 
     first_name/firstName and last_name/lastName, else ``name`` split at the last space (or
-    "Last, First"); email; phone; postcode/zip/postal_code/postalCode; the address is
-    ``address`` (a string) or ``street``, followed by ``city`` so that one street name in two
-    towns is not one address; a Segment ``address`` object contributes street, city and
-    postalCode; birthdate/birthday as an ISO date (a timestamp counts by its date).
+    "Last, First"); email; phone; postcode/zip/postal_code/postalCode; the street line is
+    ``address`` (a string) or ``street``, after ``street_number``/``house_number`` when those
+    are separate; a second line (``address_2``...); the town (``city``, ``town``, ``suburb``)
+    and region (``state``, ``region``, ``county``...); a Segment ``address`` object contributes
+    street, city, state and postalCode; a national id or customer number; the birth date in
+    the forms :mod:`app.dedup.dates` reads (what it cannot read goes to ``unreadable``).
     """
     first, last = _first(traits, FIRST_NAME_KEYS), _first(traits, LAST_NAME_KEYS)
     if first is None and last is None and (full := _first(traits, NAME_KEYS)) is not None:
@@ -127,22 +165,24 @@ def record_from_traits(profile_id: uuid.UUID, traits: Mapping[str, Any]) -> Pers
     raw_address = traits.get("address")
     address_obj: Mapping[str, Any] = raw_address if isinstance(raw_address, Mapping) else {}
     street = _text(raw_address) or _first(address_obj, ("street", "line1")) or _first(traits, STREET_KEYS)
-    city = _first(traits, CITY_KEYS) or _first(address_obj, CITY_KEYS)
-    postcode = _first(traits, POSTCODE_KEYS) or _first(address_obj, POSTCODE_KEYS)
-    birthdate = next((b for k in BIRTHDATE_KEYS if (b := _birthdate(traits.get(k))) is not None), None)
+    number = _first(traits, HOUSE_NUMBER_KEYS)
+    if number and street and not street.startswith(number):
+        street = f"{number} {street}"
     record = PersonRecord(
         id=str(profile_id),
         first_name=first,
         last_name=last,
         email=_first(traits, EMAIL_KEYS),
         phone=_first(traits, PHONE_KEYS),
-        postcode=postcode,
-        # A city alone is no address (no house number): it only qualifies a street.
-        address=f"{street}, {city}" if street and city else street,
-        birthdate=birthdate,
+        postcode=_first(traits, POSTCODE_KEYS) or _first(address_obj, POSTCODE_KEYS),
+        address=street,
+        birthdate=_birthdate(profile_id, traits, unreadable),
+        city=_first(traits, CITY_KEYS) or _first(address_obj, CITY_KEYS),
+        state=_first(traits, STATE_KEYS) or _first(address_obj, STATE_KEYS),
+        address2=_first(traits, ADDRESS2_KEYS) or _first(address_obj, ("line2", "street2")),
+        national_id=_first(traits, NATIONAL_ID_KEYS),
     )
-    if all(v is None for v in (record.first_name, record.last_name, record.email, record.phone, record.postcode,
-                               record.address, record.birthdate)):
+    if all(getattr(record, f) is None for f in PersonRecord.__slots__ if f != "id"):
         return None
     return record
 
@@ -194,10 +234,18 @@ async def run_dedup(
             "is limited to that many."
         )
     traits_of = dict(profiles)
-    records = [r for pid, traits in profiles if (r := record_from_traits(pid, traits)) is not None]
-    # Matching is CPU-bound pure Python: run it off the event loop so the process keeps
-    # answering other requests meanwhile.
-    result = await asyncio.to_thread(find_candidates, records, min_score=min_score, max_block_size=max_block_size)
+    unreadable = Unreadable()
+    records = [r for pid, traits in profiles if (r := record_from_traits(pid, traits, unreadable)) is not None]
+    decisions = [
+        Decision(evidence, same) for evidence, same in await repository.reviewed_evidence(
+            conn, workspace_id=workspace_id, reasons=(MERGED_ON_REVIEW, REJECTED_ON_REVIEW), limit=MAX_DECISIONS
+        )
+    ]
+    # Matching is CPU-bound: run it off the event loop so the process keeps answering other
+    # requests meanwhile.
+    result = await asyncio.to_thread(
+        find_candidates, records, min_score=min_score, max_block_size=max_block_size, decisions=decisions
+    )
     counts = _Counts(profiles_scanned=len(records), pairs_compared=result.compared_pairs,
                      skipped_blocks=result.skipped_blocks)
 
@@ -223,7 +271,7 @@ async def run_dedup(
 
     run = await repository.finish_run(
         session, workspace_id=workspace_id, run_id=run.id,
-        counts=dataclasses.asdict(counts),
+        counts=dataclasses.asdict(counts), model=result.model, unreadable=unreadable.fields,
     )
     return run_public(run)
 
@@ -308,6 +356,7 @@ async def _auto_merge(
             merged = await identity_service.manual_merge(
                 session, workspace_id=workspace_id, profile_ids=[a, b], survivor_id=None, dry_run=dry_run,
                 workspace_settings=workspace_settings, rule=MERGE_RULE,
+                exempt_types=identity_service.dedup_joins_from(workspace_settings),
             )
         except (Conflict, NotFound) as exc:
             # Refused by identity limits, or the profiles changed since they were loaded
@@ -319,11 +368,20 @@ async def _auto_merge(
         for absorbed in merged["absorbed_ids"]:
             survivor_of[absorbed] = merged["survivor_id"]
         if dry_run:
-            decisions.append((candidate_id, "pending", f"dry run: would be merged (score >= threshold {threshold})", None))
+            decisions.append((candidate_id, "pending", f"dry run: would be merged (score >= threshold {threshold})"
+                              + _joined_note(merged), None))
         else:
             merge_id = merged["merge_ids"][0] if merged["merge_ids"] else None
-            decisions.append((candidate_id, "merged", f"merged automatically (score >= threshold {threshold})", merge_id))
+            decisions.append((candidate_id, "merged", f"merged automatically (score >= threshold {threshold})"
+                              + _joined_note(merged), merge_id))
     return decisions
+
+
+def _joined_note(merged: Mapping[str, Any]) -> str:
+    if not merged.get("joined"):
+        return ""
+    type_, values = merged["joined"]
+    return f"; joins {type_} {values} under the workspace's dedup_joins rule"
 
 
 async def get_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID) -> DedupRunPublic:
@@ -347,6 +405,7 @@ def run_public(run: DedupRun) -> DedupRunPublic:
         id=run.id, status=run.status, threshold=run.threshold, min_score=run.min_score,  # type: ignore[arg-type]
         max_block_size=run.max_block_size, dry_run=run.dry_run,
         counts=DedupRunCounts(**{name: getattr(run, name) for name in DedupRunCounts.model_fields}),
+        model=run.model, unreadable=run.unreadable or {},
         created_at=run.created_at, finished_at=run.finished_at,
     )
 
@@ -427,11 +486,12 @@ async def merge_candidate(
         merged = await identity_service.manual_merge(
             session, workspace_id=workspace_id, profile_ids=survivors, survivor_id=None, dry_run=False,
             workspace_settings=workspace.settings, rule=MERGE_RULE,
+            exempt_types=identity_service.dedup_joins_from(workspace.settings),
         )
     except Conflict as exc:
         raise Conflict(f"Candidate {candidate_id} cannot be merged: {exc.detail}", code=exc.code) from exc
     row = await repository.decide_candidate(
-        session, workspace_id=workspace_id, candidate_id=candidate_id, status="merged", reason="merged on review",
+        session, workspace_id=workspace_id, candidate_id=candidate_id, status="merged", reason=MERGED_ON_REVIEW,
         merge_id=merged["merge_ids"][0],
     )
     return DedupCandidatePublic.model_validate(row)
@@ -443,7 +503,7 @@ async def reject_candidate(
     """Mark a pair as two different people; later runs will not propose it again."""
     await _pending_candidate(session, workspace_id=workspace_id, candidate_id=candidate_id)
     row = await repository.decide_candidate(
-        session, workspace_id=workspace_id, candidate_id=candidate_id, status="rejected", reason="rejected on review"
+        session, workspace_id=workspace_id, candidate_id=candidate_id, status="rejected", reason=REJECTED_ON_REVIEW
     )
     return DedupCandidatePublic.model_validate(row)
 

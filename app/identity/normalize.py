@@ -13,7 +13,7 @@ before it can glue unrelated people into one profile:
   number that cannot exist, a 10 kB "user id"); callers report it to the sender.
 
 The ``normalize_name`` / ``normalize_postcode`` / ``normalize_address`` helpers produce
-comparison keys for fuzzy de-duplication (:mod:`app.identity.dedup`); they are never stored
+comparison keys for fuzzy de-duplication (:mod:`app.dedup.matcher`); they are never stored
 as identifiers.
 """
 

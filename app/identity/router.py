@@ -21,6 +21,7 @@ def _public(workspace_settings: dict) -> IdentitySettingsPublic:
         default_region=s.default_region, blocked_values=sorted(s.blocked_values), limits=dict(s.limits),
         default_limit=s.default_limit, priority=list(s.priority),
         trait_strategies=service.trait_strategies_from(workspace_settings),  # type: ignore[arg-type]
+        dedup_joins=sorted(service.dedup_joins_from(workspace_settings)),
     )
 
 

@@ -19,6 +19,12 @@ class IdentitySettingsPublic(BaseModel):
     default_limit: int = Field(description="Limit for types not in `limits`.")
     priority: list[str] = Field(description="Identifier types from most to least trusted.")
     trait_strategies: dict[str, Strategy] = Field(description="How a merge combines each trait; default most_recent.")
+    dedup_joins: list[str] = Field(
+        default_factory=list,
+        description="Identifier types a confirmed de-duplication merge may join beyond their limit (e.g. `user_id`: "
+                    "two customer numbers of one person in a CRM). Only dedup merges (a run's threshold or a "
+                    "reviewer's merge); ingest and manual merges keep the limits. See docs/DEDUP.md.",
+    )
 
 
 class IdentitySettingsUpdate(BaseModel):
@@ -30,6 +36,10 @@ class IdentitySettingsUpdate(BaseModel):
     limits: dict[str, int] | None = Field(default=None, examples=[{"user_id": 1, "email": 5}])
     priority: list[str] | None = Field(default=None, examples=[["user_id", "email", "phone", "anonymous_id"]])
     trait_strategies: dict[str, Strategy] | None = Field(default=None, examples=[{"lifetime_orders": "sum"}])
+    dedup_joins: list[str] | None = Field(
+        default=None, max_length=20, examples=[["user_id"]],
+        description="Identifier types a confirmed de-duplication merge may join beyond their limit; empty by default.",
+    )
 
     @field_validator("default_region")
     @classmethod

@@ -81,6 +81,17 @@ def trait_strategies_from(workspace_settings: Mapping[str, Any] | None) -> dict[
     return {str(k): str(v) for k, v in raw.items() if v in MERGE_STRATEGIES}
 
 
+def dedup_joins_from(workspace_settings: Mapping[str, Any] | None) -> frozenset[str]:
+    """Identifier types a confirmed de-duplication merge may join beyond their limit.
+
+    The workspace's explicit rule for CRM-style duplicates (one person entered under two
+    customer numbers). Only the dedup domain passes it to :func:`manual_merge`; ingest never
+    reads it, so its links keep the limits.
+    """
+    raw = ((workspace_settings or {}).get("identity") or {}).get("dedup_joins") or []
+    return frozenset(str(t) for t in raw)
+
+
 def limit_for(settings: IdentitySettings, type_: str) -> int:
     return int(settings.limits.get(type_, settings.default_limit))
 
@@ -614,9 +625,14 @@ async def manual_merge(
     dry_run: bool,
     workspace_settings: Mapping[str, Any],
     rule: str = "manual",
+    exempt_types: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Merge profiles into one, honouring identity limits. A dry run computes the same result
-    and writes nothing."""
+    and writes nothing.
+
+    ``exempt_types`` are identifier types whose limit this merge may exceed (the workspace's
+    ``dedup_joins`` rule, passed by the dedup domain only). A merge that uses it records the
+    type and the values it joined in the ledger entry's identifier; ``split`` undoes it."""
     from app.core.db import raw_connection
     from app.core.errors import Conflict, NotFound, ValidationFailed
 
@@ -648,7 +664,11 @@ async def manual_merge(
     by_type: dict[str, set[str]] = defaultdict(set)
     for r in identities:
         by_type[r["type"]].add(r["value"])
+    joined: tuple[str, str] | None = None
     for t, values in sorted(by_type.items()):
+        if len(values) > limit_for(settings, t) and t in exempt_types:
+            joined = (t, ", ".join(sorted(values)))
+            continue
         if len(values) > limit_for(settings, t):
             raise Conflict(
                 f"Merging would give one profile {len(values)} values of {t} ({', '.join(sorted(values))}); "
@@ -662,13 +682,13 @@ async def manual_merge(
         for victim in absorbed:
             merge_ids.append(
                 await merge_profiles(conn, workspace_id=workspace_id, survivor_id=survivor, absorbed_id=victim,
-                                     rule=rule, trait_strategies=strategies)
+                                     rule=rule, identifier=joined, trait_strategies=strategies)
             )
         traits = _json(await conn.fetchval(
             "SELECT traits FROM profile WHERE workspace_id = $1 AND id = $2", workspace_id, survivor
         ))
     return {
-        "dry_run": dry_run, "survivor_id": survivor, "absorbed_ids": absorbed, "merge_ids": merge_ids,
+        "dry_run": dry_run, "survivor_id": survivor, "absorbed_ids": absorbed, "merge_ids": merge_ids, "joined": joined,
         "identifiers": sorted(({"type": r["type"], "value": r["value"], "raw": r["raw"]} for r in identities),
                               key=lambda i: (i["type"], i["value"])),
         "traits": traits,

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from app.identity.dedup import CandidatePair, PersonRecord, evaluate, find_candidates, generate_synthetic_people
+from app.dedup.matcher import CandidatePair, PersonRecord, evaluate, find_candidates
+from bench.dedup_synthetic import generate_synthetic_people
 from tests.conftest import ROOT, WorkspaceKeys
 
 SYNTHETIC_N = 1_000
@@ -447,3 +448,90 @@ def test_cli_runs_the_same_service(database_url: str, live_server) -> None:
     assert json.loads(review.stdout)["run"]["threshold"] is None
     unknown = clientele(database_url, "dedup", "-w", "01a207fd-0000-7000-8000-000000000000")
     assert unknown.returncode == 1 and "No workspace" in unknown.stderr
+
+
+# --- CRM-style duplicates: the workspace's dedup_joins rule -----------------------------------
+
+
+async def test_dedup_joins_rule_lets_a_confirmed_merge_join_two_customer_numbers(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    await send(client, workspace, person(user_id="crm-1", **JON), person(user_id="crm-2", **JON_TYPO),
+               person(user_id="crm-9", **NEIL))
+    a, b = await profile_id(client, workspace, "user_id", "crm-1"), await profile_id(client, workspace, "user_id", "crm-2")
+    rule = await client.put("/v1/identity/settings", json={"dedup_joins": ["user_id"]}, headers=workspace.admin_headers)
+    assert rule.status_code == 200 and rule.json()["dedup_joins"] == ["user_id"]
+    assert rule.json()["limits"]["user_id"] == 1, "the limit itself is unchanged"
+
+    preview = await start_run(client, workspace, threshold=0.8, dry_run=True)
+    assert preview["counts"]["auto_merged"] == 1 and preview["counts"]["merge_conflicts"] == 0
+    run = await start_run(client, workspace, threshold=0.8)
+    assert run["counts"]["auto_merged"] == 1 and run["counts"]["merge_conflicts"] == 0
+    [candidate] = await all_candidates(client, workspace, run_id=run["id"])
+    assert candidate["status"] == "merged" and "joins user_id crm-1, crm-2" in candidate["reason"]
+
+    # The ledger says what the rule allowed, and split undoes it.
+    [entry] = (await client.get(f"/v1/profiles/{a}/merges", headers=workspace.admin_headers)).json()
+    assert entry["rule"] == "dedup" and entry["absorbed_id"] == b
+    assert entry["identifier_type"] == "user_id" and entry["identifier_value"] == "crm-1, crm-2"
+    assert await profile_id(client, workspace, "user_id", "crm-2") == a
+    split = await client.post(f"/v1/profiles/{b}/split", headers=workspace.admin_headers)
+    assert split.status_code == 200, split.text
+    assert await profile_id(client, workspace, "user_id", "crm-2") == b
+    assert await profile_id(client, workspace, "user_id", "crm-1") == a
+
+
+async def test_dedup_joins_rule_does_not_weaken_ingest_or_manual_merges(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    await client.put("/v1/identity/settings", json={"dedup_joins": ["user_id"]}, headers=workspace.admin_headers)
+    await send(client, workspace, person(user_id="crm-1", **JON), person(user_id="crm-2", **NEIL))
+    a, b = await profile_id(client, workspace, "user_id", "crm-1"), await profile_id(client, workspace, "user_id", "crm-2")
+
+    # Ingest: a message joining crm-3 to crm-1's e-mail is refused as before (one user_id per profile).
+    await send(client, workspace, {"type": "identify", "userId": "crm-3", "traits": {"email": JON["email"]}})
+    assert await profile_id(client, workspace, "user_id", "crm-3") != a
+    assert await profile_id(client, workspace, "email", JON["email"]) == a
+    conflicts = (await client.get("/v1/identity/conflicts", headers=workspace.admin_headers)).json()
+    assert any("user_id" in c["reason"] for c in conflicts)
+
+    # A manual merge of two customer numbers keeps the limit too.
+    manual = await client.post("/v1/profiles/merge", json={"profile_ids": [a, b]}, headers=workspace.admin_headers)
+    assert manual.status_code == 409 and manual.json()["code"] == "identity_conflict"
+
+
+# --- what a run could not read ---------------------------------------------------------------
+
+
+async def test_birthdates_in_other_forms_are_read_and_ambiguous_ones_reported(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys
+) -> None:
+    compact = {**JON, "birthdate": "19800412"}
+    dotted = {**JON_TYPO, "birthdate": "12.04.1980"}
+    ambiguous = {**NEIL, "birthdate": "04/05/1962"}
+    await send(client, workspace, person("a", **compact), person("b", **dotted), person("c", **ambiguous))
+    neil = await profile_id(client, workspace, "anonymous_id", "c")
+
+    run = await start_run(client, workspace)
+    [candidate] = await all_candidates(client, workspace, run_id=run["id"])
+    assert candidate["evidence"]["birthdate"] == "exact"
+    assert run["unreadable"]["birthdate"]["count"] == 1
+    [example] = run["unreadable"]["birthdate"]["examples"]
+    assert example["profile_id"] == neil and example["value"] == "04/05/1962"
+    assert "day/month or month/day" in example["reason"]
+    assert run["model"]["method"].startswith("fellegi-sunter") and run["model"]["comparisons"]["birthdate"]["exact"]["bits"] > 0
+
+
+async def test_reviewers_decisions_are_used_by_the_next_run(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    await send(client, workspace, person("jon-web", **JON), person("jon-shop", **JON_TYPO), person("neil", **NEIL),
+               person("maria", **MARIA), person("maria-2", **MARIA_AGAIN))
+    first = await start_run(client, workspace)
+    assert first["model"]["decisions"] == {"same_person": 0, "different_people": 0}
+    candidates = await all_candidates(client, workspace, run_id=first["id"])
+    jon = next(c for c in candidates if c["evidence"].get("first_name") == "typo")
+    maria = next(c for c in candidates if c["id"] != jon["id"])
+    assert (await client.post(f"/v1/dedup/candidates/{jon['id']}/merge", headers=workspace.admin_headers)).status_code == 200
+    assert (await client.post(f"/v1/dedup/candidates/{maria['id']}/reject", headers=workspace.admin_headers)).status_code == 200
+
+    second = await start_run(client, workspace)
+    assert second["model"]["decisions"] == {"same_person": 1, "different_people": 1}

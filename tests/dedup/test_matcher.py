@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import date
 
 import pytest
 
-from app.identity.dedup import (
+from app.dedup.matcher import (
     DEFAULT_THRESHOLD,
     CandidatePair,
+    Decision,
     DedupResult,
     PersonRecord,
     evaluate,
     find_candidates,
-    generate_synthetic_people,
     soundex,
 )
+from bench.dedup_synthetic import generate_synthetic_people
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 
 SYNTHETIC_N = 5_000
@@ -218,3 +220,88 @@ def test_evaluate() -> None:
     assert evaluate(pairs, {("b", "a")}, 0.9) == pytest.approx((1.0, 1.0, 1.0))  # pairs are unordered
     assert evaluate(pairs, truth, 0.99) == (0.0, 0.0, 0.0)
     assert evaluate([], set(), 0.5) == (0.0, 1.0, 0.0)
+
+
+# --- symmetry --------------------------------------------------------------------------------
+
+
+def _swapped_records() -> list[PersonRecord]:
+    records, _ = generate_synthetic_people(2_000, 0.1, SYNTHETIC_SEED)
+    # Swapped first/last names of several lengths, the case the order of records used to decide.
+    return [*records, PersonRecord("s1", "Maria", "Garcia", postcode="EH1 1YZ", birthdate=date(1975, 1, 30)),
+            PersonRecord("s2", "Garcia", "Mariah", postcode="EH1 1YZ", birthdate=date(1975, 1, 30)),
+            PersonRecord("s3", "Lee", "Ann", birthdate=date(1970, 1, 2)), PersonRecord("s4", "Anne", "Lee", birthdate=date(1970, 1, 2))]
+
+
+def test_every_comparison_is_symmetric() -> None:
+    from app.dedup.matcher import _block_keys, _Comparer, _features
+
+    records = _swapped_records()
+    features = [_features(r) for r in records]
+    comparer = _Comparer(features)
+    blocks: dict[tuple, list[int]] = {}
+    for i, f in enumerate(features):
+        for key in set(_block_keys(f)):
+            blocks.setdefault(key, []).append(i)
+    pairs = {(i, j) for members in blocks.values() if len(members) <= 500 for i in members for j in members if i < j}
+    assert len(pairs) > 1_000
+    asymmetric = [(records[i].id, records[j].id) for i, j in pairs
+                  if comparer.compare(features[i], features[j]) != comparer.compare(features[j], features[i])]
+    assert asymmetric == []
+
+
+def test_scores_do_not_depend_on_record_order() -> None:
+    records = _swapped_records()
+    forward = {(p.left_id, p.right_id): p.score for p in find_candidates(records, min_score=0.1).pairs}
+    backward = {(p.left_id, p.right_id): p.score for p in find_candidates(records[::-1], min_score=0.1).pairs}
+    assert forward.keys() == backward.keys()
+    assert max(abs(forward[k] - backward[k]) for k in forward) < 1e-9
+    swapped = forward[("s1", "s2")]
+    assert swapped > DEFAULT_THRESHOLD
+
+
+# --- fields, learning, decisions ---------------------------------------------------------------
+
+
+def test_town_region_second_line_and_national_id_are_evidence() -> None:
+    base = PersonRecord("a", "Kim", "Wright", city="Bendigo", state="vic", address2="Rosedale Farm", national_id="5191233")
+    same = PersonRecord("b", "Kim", "Wright", city="Bendigo", state="vic", address2="rosedale farm", national_id="5192133")
+    other = PersonRecord("c", "Kim", "Wright", city="Mildura", state="nsw", address2="Unit 4", national_id="8812004")
+    rng = random.Random(1)  # unrelated customer numbers (sequential ones would be one-digit "typos" of each other)
+    filler = [PersonRecord(f"f{i}", f"Name{i}", f"Surname{i}", city=f"Town{i % 7}", national_id=f"{rng.randrange(10**7):07d}")
+              for i in range(40)]
+    found = scores([base, same, other, *filler])
+    pair = found[frozenset(("a", "b"))]
+    assert pair.evidence["city"] == "exact" and pair.evidence["state"] == "exact"
+    assert pair.evidence["address2"] == "exact" and pair.evidence["national_id"] == "typo"  # two digits swapped
+    assert all(pair.evidence[f"{f}_bits"] > 0 for f in ("city", "state", "address2", "national_id"))
+    assert score_of(found, base, same) > DEFAULT_THRESHOLD > score_of(found, base, other)
+
+
+def test_the_model_is_learned_from_the_records() -> None:
+    records, _ = generate_synthetic_people(SYNTHETIC_N, 0.1, SYNTHETIC_SEED)
+    learned = find_candidates(records).model
+    hand_set = find_candidates(records, learn=False).model
+    assert learned["iterations"] > 1 and learned["converged"]
+    assert learned["fitted_pairs"] > 1_000 and learned["random_pairs"] > 1_000
+    # EM moved the weights away from the hand-set prior, towards what these records show.
+    moved = [abs(learned["comparisons"][c][lv]["m"] - hand_set["comparisons"][c][lv]["m"])
+             for c in ("first_name", "last_name", "birthdate", "email", "phone") for lv in learned["comparisons"][c]]
+    assert max(moved) > 0.05
+
+
+def test_reviewers_decisions_refine_the_model() -> None:
+    records, _ = generate_synthetic_people(SYNTHETIC_N, 0.1, SYNTHETIC_SEED)
+    before = find_candidates(records)
+    # A reviewer rejects every pair at the same postcode whose first names are merely "similar":
+    # the next fit must trust that pattern less.
+    pattern = {"location": "same_postcode", "first_name": "similar", "last_name": "exact", "prior_bits": -10.0}
+    decisions = [Decision(pattern, same_person=False)] * 300
+    after = find_candidates(records, decisions=decisions)
+    assert after.model["decisions"] == {"same_person": 0, "different_people": 300}
+    assert after.model["comparisons"]["first_name"]["similar"]["u"] > before.model["comparisons"]["first_name"]["similar"]["u"]
+    assert after.model["comparisons"]["first_name"]["similar"]["bits"] < before.model["comparisons"]["first_name"]["similar"]["bits"]
+    # ...and a pattern people confirmed gains weight.
+    confirmed = [Decision({"location": "different", "first_name": "exact", "last_name": "exact", "birthdate": "exact"}, True)] * 300
+    moved = find_candidates(records, decisions=confirmed).model["comparisons"]["location"]["different"]["m"]
+    assert moved > before.model["comparisons"]["location"]["different"]["m"]
