@@ -2,10 +2,19 @@
 
 from app.core import db as _db  # noqa: F401  (naming convention first)
 from app.core.idempotency import IdempotencyRecord  # noqa: F401
+from app.decisions.models import (  # noqa: F401
+    Decision,
+    DecisionFeedback,
+    DecisionOffer,
+    ItemAssociation,
+    OfferCapCounter,
+    OfferModel,
+)
 from app.dedup.models import DedupCandidate, DedupRun  # noqa: F401
 from app.identity.models import Identity, IdentityChange, IdentityConflict, ProfileMerge, ProfileMergeEvent  # noqa: F401
 from app.ingest.models import Event  # noqa: F401
 from app.jobs.models import Job  # noqa: F401
+from app.offers.models import Offer, Placement  # noqa: F401
 from app.profiles.models import Account, AccountMember, Profile  # noqa: F401
 from app.traits.models import ClvModel, ComputedTrait, ComputedTraitDirty, ComputedTraitValue  # noqa: F401
 from app.workspaces.models import ApiKey, Workspace  # noqa: F401

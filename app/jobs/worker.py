@@ -69,9 +69,10 @@ async def prune_history(ctx: JobContext) -> None:
 
 def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
     """Every domain's tasks and schedules (the worker's counterpart of app/api.py)."""
+    from app.decisions import jobs as decision_jobs
     from app.traits import jobs as trait_jobs
 
-    return [*trait_jobs.TASKS], [Schedule("jobs.prune", "17 3 * * *", prune_history), *trait_jobs.schedules(settings)]
+    return [*trait_jobs.TASKS, *decision_jobs.TASKS], [Schedule("jobs.prune", "17 3 * * *", prune_history), *trait_jobs.schedules(settings)]
 
 
 def asyncpg_dsn(db: Database) -> str:

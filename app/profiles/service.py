@@ -201,3 +201,37 @@ async def patch_traits(
         {profile.id: {"set": set_, "once": {k: v for k, v in set_once.items() if k not in set_}, "unset": set(unset) - set(set_)}},
     )
     return await get_profile(session, workspace_id=workspace_id, profile_id=profile.id)
+
+
+async def find_profile_ids(
+    session: AsyncSession, *, workspace_id: uuid.UUID, identifiers: list[tuple[str, str]], settings: IdentitySettings
+) -> dict[tuple[str, str], uuid.UUID]:
+    """The profiles of many identifiers in one query ({(type, raw value): profile id}); values are
+    normalised as at ingest, and identifiers that are invalid or unknown are left out."""
+    normalized: dict[tuple[str, str], tuple[str, str]] = {}
+    for type_, value in identifiers:
+        try:
+            ident = normalize_identifier(type_, value, settings)
+        except InvalidIdentifier:
+            continue
+        if ident is not None:
+            normalized[(type_, value)] = (ident.type, ident.value)
+    if not normalized:
+        return {}
+    keys = sorted(set(normalized.values()))
+    rows = await session.execute(
+        sa.select(Identity.type, Identity.value, Identity.profile_id).where(
+            Identity.workspace_id == workspace_id,
+            sa.tuple_(Identity.type, Identity.value).in_([sa.tuple_(sa.literal(t), sa.literal(v)) for t, v in keys]),
+        )
+    )
+    found = {(r.type, r.value): r.profile_id for r in rows}
+    return {raw: found[norm] for raw, norm in normalized.items() if norm in found}
+
+
+async def existing_profile_ids(session: AsyncSession, *, workspace_id: uuid.UUID, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these ids are profiles of the workspace (one query)."""
+    if not ids:
+        return set()
+    rows = await session.scalars(sa.select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.id.in_(ids)))
+    return set(rows)
