@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-_GRID = np.linspace(0.0, 1.0, 4001)
+_GRID = np.linspace(0.0, 1.0, 1025)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,30 +62,28 @@ def _order(arms: Sequence[Arm]) -> list[Arm]:
 
 
 def thompson_probabilities(arms: Sequence[Arm]) -> list[float]:
-    """P(arm i has the highest sampled score), for every arm."""
+    """P(arm i has the highest sampled score), for every arm (trapezoid rule on a fixed grid;
+    each arm's CDF is tabulated once and read back at t c_i / c_j by interpolation)."""
     n = len(arms)
     if n == 1:
         return [1.0]
     scales = np.array([a.scale for a in arms], dtype=float)
     if not np.any(scales > 0):
         return [1.0 / n] * n
-    probs = np.zeros(n)
     t = _GRID
-    cdfs = []
-    for a in arms:
-        cdfs.append(stats.beta(a.alpha, a.beta))
-    for i, a in enumerate(arms):
+    alpha = np.array([a.alpha for a in arms])[:, None]
+    beta = np.array([a.beta for a in arms])[:, None]
+    pdfs = stats.beta.pdf(t[None, :], alpha, beta)
+    cdfs = stats.beta.cdf(t[None, :], alpha, beta)
+    probs = np.zeros(n)
+    for i in range(n):
         if scales[i] <= 0:
             continue  # a score of zero never beats a positive draw (almost surely)
-        pdf = cdfs[i].pdf(t)
-        integrand = pdf.copy()
+        integrand = pdfs[i].copy()
         for j in range(n):
-            if j == i:
-                continue
-            if scales[j] <= 0:
-                continue
-            integrand *= cdfs[j].cdf(np.clip(t * scales[i] / scales[j], 0.0, 1.0))
-        probs[i] = np.trapezoid(integrand, t) if hasattr(np, "trapezoid") else np.trapz(integrand, t)
+            if j != i and scales[j] > 0:
+                integrand *= np.interp(t * scales[i] / scales[j], t, cdfs[j], right=1.0)
+        probs[i] = np.trapezoid(integrand, t)
     total = probs.sum()
     return list(probs / total) if total > 0 else [1.0 / n] * n
 

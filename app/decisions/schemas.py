@@ -13,6 +13,8 @@ Target = Literal["click", "accept", "convert"]
 
 
 class Identifier(BaseModel):
+    """An identifier of the person, normalised as at ingest."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64, examples=["email"])
@@ -43,6 +45,8 @@ class DecisionRequest(BaseModel):
 
 
 class ChosenOffer(BaseModel):
+    """An offer the decision returns, in rank order."""
+
     offer_id: uuid.UUID
     name: str
     rank: int = Field(description="1 for the first slot.")
@@ -57,6 +61,8 @@ class ChosenOffer(BaseModel):
 
 
 class Exclusion(BaseModel):
+    """A candidate offer the decision left out, and why."""
+
     offer_id: uuid.UUID
     name: str
     reason: Literal["paused", "outside_validity", "not_eligible", "capped", "no_consent", "no_purchase_to_complement"]
@@ -83,6 +89,8 @@ class DecisionPublic(BaseModel):
 
 
 class FeedbackPublic(BaseModel):
+    """What a person did with an offer of a decision."""
+
     model_config = ConfigDict(from_attributes=True)
 
     offer_id: uuid.UUID
@@ -154,6 +162,8 @@ class ModelPublic(BaseModel):
 
 
 class Recommendation(BaseModel):
+    """An item and its score (higher is better)."""
+
     item_id: str
     score: float
 

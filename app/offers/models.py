@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from app.core.ids import uuid7
 
-CHANNELS = ("email", "sms", "direct_mail", "push", "web", "ads", "call_center", "in_app")
+CHANNELS = ("email", "sms", "direct_mail", "push", "web", "ads")
 OFFER_KINDS = ("standard", "complementary_item")
 
 

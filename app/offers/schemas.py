@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Channel = Literal["email", "sms", "direct_mail", "push", "web", "ads", "call_center", "in_app"]
+Channel = Literal["email", "sms", "direct_mail", "push", "web", "ads"]
 OfferKind = Literal["standard", "complementary_item"]
 Exploration = Literal["epsilon_greedy", "thompson", "off"]
 ControlMode = Literal["random", "none"]
@@ -25,6 +25,8 @@ class Caps(BaseModel):
 
 
 class OfferFields(BaseModel):
+    """The fields of an offer."""
+
     model_config = ConfigDict(extra="forbid")
 
     content: dict[str, Any] = Field(
@@ -93,6 +95,8 @@ class OfferUpdate(BaseModel):
 
 
 class OfferPublic(OfferFields):
+    """An offer of the catalog."""
+
     model_config = ConfigDict(from_attributes=True, extra="ignore")
 
     id: uuid.UUID
@@ -102,6 +106,8 @@ class OfferPublic(OfferFields):
 
 
 class PlacementFields(BaseModel):
+    """The fields of a placement."""
+
     model_config = ConfigDict(extra="forbid")
 
     channel: Channel = Field(examples=["web"])
@@ -126,6 +132,8 @@ class PlacementCreate(PlacementFields):
 
 
 class PlacementUpdate(BaseModel):
+    """Fields to change; absent fields keep their value."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=128, pattern=NAME)
@@ -139,6 +147,8 @@ class PlacementUpdate(BaseModel):
 
 
 class PlacementPublic(PlacementFields):
+    """A placement and its policy."""
+
     model_config = ConfigDict(from_attributes=True, extra="ignore")
 
     id: uuid.UUID
