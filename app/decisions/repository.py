@@ -369,7 +369,8 @@ async def imported_ids(session: AsyncSession, workspace_id: uuid.UUID, ids: Sequ
     fb = DecisionFeedback.__table__
     rows = await session.scalars(
         sa.select(Decision.id).where(
-            Decision.workspace_id == workspace_id, Decision.id.in_(list(ids)),
+            Decision.workspace_id == workspace_id,
+            Decision.id == sa.any_(sa.literal(list(ids), pg.ARRAY(pg.UUID(as_uuid=True)))),
             ~sa.select(fb.c.id).where(fb.c.workspace_id == workspace_id, fb.c.decision_id == Decision.id).exists(),
         )
     )

@@ -458,7 +458,7 @@ async def import_decisions(session: AsyncSession, *, workspace_id: uuid.UUID, bo
         feedback.extend(fb_rows)
     imported = 0
     fb_count = 0
-    chunk = 2000
+    chunk = 1000  # rows x columns stays under the 32,767 bind parameters of one statement
     for start in range(0, len(decisions), chunk):
         part = decisions[start:start + chunk]
         new = await repository.insert_decisions(session, part, offers[start:start + chunk])

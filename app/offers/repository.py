@@ -20,12 +20,12 @@ async def get_offer(session: AsyncSession, workspace_id: uuid.UUID, offer_id: uu
 
 
 async def offers_by_id(session: AsyncSession, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Offer]:
-    rows = await session.scalars(sa.select(Offer).where(Offer.workspace_id == workspace_id, Offer.id.in_(list(ids))))
+    rows = await session.scalars(sa.select(Offer).where(Offer.workspace_id == workspace_id, Offer.id.in_(list(set(ids)))))
     return {o.id: o for o in rows}
 
 
 async def offers_by_name(session: AsyncSession, workspace_id: uuid.UUID, names: Sequence[str]) -> dict[str, Offer]:
-    rows = await session.scalars(sa.select(Offer).where(Offer.workspace_id == workspace_id, Offer.name.in_(list(names))))
+    rows = await session.scalars(sa.select(Offer).where(Offer.workspace_id == workspace_id, Offer.name.in_(list(set(names)))))
     return {o.name: o for o in rows}
 
 

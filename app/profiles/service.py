@@ -220,10 +220,9 @@ async def find_profile_ids(
         return {}
     keys = sorted(set(normalized.values()))
     rows = await session.execute(
-        sa.select(Identity.type, Identity.value, Identity.profile_id).where(
-            Identity.workspace_id == workspace_id,
-            sa.tuple_(Identity.type, Identity.value).in_([sa.tuple_(sa.literal(t), sa.literal(v)) for t, v in keys]),
-        )
+        sa.text("""SELECT i.type, i.value, i.profile_id FROM unnest(CAST(:types AS text[]), CAST(:values AS text[])) AS k(t, v)
+                   JOIN identity AS i ON i.workspace_id = :ws AND i.type = k.t AND i.value = k.v"""),
+        {"ws": workspace_id, "types": [t for t, _ in keys], "values": [v for _, v in keys]},
     )
     found = {(r.type, r.value): r.profile_id for r in rows}
     return {raw: found[norm] for raw, norm in normalized.items() if norm in found}
@@ -233,5 +232,8 @@ async def existing_profile_ids(session: AsyncSession, *, workspace_id: uuid.UUID
     """Which of these ids are profiles of the workspace (one query)."""
     if not ids:
         return set()
-    rows = await session.scalars(sa.select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.id.in_(ids)))
+    rows = await session.scalars(sa.select(Profile.id).where(
+        Profile.workspace_id == workspace_id,
+        Profile.id == sa.any_(sa.literal(list(set(ids)), sa.dialects.postgresql.ARRAY(sa.dialects.postgresql.UUID(as_uuid=True)))),
+    ))
     return set(rows)
