@@ -302,6 +302,15 @@ def import_events(
     _import_file("events", file, workspace, fmt, as_json)
 
 
+@import_app.command("consents")
+def import_consents(
+    file: FileArg, workspace: WorkspaceOpt, fmt: FormatOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON only.")] = False,
+) -> None:
+    """Import consent records (a CRM's opt-in list): person, purpose, channel, status, occurred_at..."""
+    _import_file("consents", file, workspace, fmt, as_json)
+
+
 @app.command()
 def dedup(
     workspace: WorkspaceOpt,

@@ -21,6 +21,7 @@ from app.ingest import router as ingest_router
 from app.ingest.schemas import EXTRA_SCHEMAS
 from app.ingest.throttle import IngestGate
 from app.jobs.worker import Worker
+from app.workspaces import service as workspace_service
 
 DESCRIPTION = """\
 Clientele is an open-source customer data platform for database marketing: it collects
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = None
+    app.state.find_key = workspace_service.find_key  # core.auth's key lookup (core imports no domain)
     install_error_handlers(app)
     app.include_router(api.v1)
     app.include_router(api.root)

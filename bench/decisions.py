@@ -66,12 +66,12 @@ def offers_spec(n: int, rng: random.Random) -> list[dict]:
     plans, countries = ["free", "pro", "team"], ["FR", "DE", "GB", "US", "ES"]
     out = []
     for k in range(n):
-        rule = {"all": [{"trait": "plan", "op": "in", "value": rng.sample(plans, 2)},
+        rule = {"and": [{"trait": "plan", "op": "in", "value": rng.sample(plans, 2)},
                         {"trait": "age", "op": "gte", "value": rng.randint(18, 40)}]}
         if k % 3 == 0:
-            rule["all"].append({"trait": "country", "op": "in", "value": rng.sample(countries, 3)})
+            rule["and"].append({"trait": "country", "op": "in", "value": rng.sample(countries, 3)})
         if k % 5 == 0:
-            rule = {"any": [rule, {"computed": "order_count", "op": "gte", "value": 2}]}
+            rule = {"or": [rule, {"computed": "order_count", "op": "gte", "value": 2}]}
         caps = [{"per_profile_per_day": 1}, {"per_profile_per_week": 3}, {"total": 1_000_000}, {}][k % 4]
         out.append({"name": f"offer-{k:02d}", "channels": ["web"], "content": {"headline": f"Offer {k}"},
                     "eligibility": rule, "value": round(rng.uniform(1, 20), 2), "weight": 1.0,

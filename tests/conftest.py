@@ -39,6 +39,7 @@ from app.main import create_app
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 ADMIN_TOKEN = "test-admin-token"
+CONSENT_SECRET = "test-consent-secret"
 T = TypeVar("T")
 
 
@@ -80,6 +81,7 @@ def settings(database_url: str) -> Settings:
         env="test",
         database_url=database_url,
         admin_token=SecretStr(ADMIN_TOKEN),
+        consent_secret=SecretStr(CONSENT_SECRET),
         log_level="WARNING",
         db_pool_size=5,
     )
@@ -232,6 +234,7 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory):
         "DATABASE_URL": database_url,
         "CLIENTELE_ADMIN_TOKEN": ADMIN_TOKEN,
         "CLIENTELE_ENV": "test",
+        "CLIENTELE_CONSENT_SECRET": CONSENT_SECRET,
         "CLIENTELE_LOG_LEVEL": "INFO",
     }
     with open(log_path, "wb") as log_file:

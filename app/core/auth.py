@@ -6,7 +6,9 @@
   Scopes nest: `admin` includes `write`, `write` includes `read`.
 - The instance admin token (CLIENTELE_ADMIN_TOKEN) only creates workspaces.
 
-Keys are shown once, stored as SHA-256 hashes, and resolved with one indexed lookup.
+Keys are shown once, stored as SHA-256 hashes, and resolved with one indexed lookup. The
+lookup belongs to the workspaces domain, which owns the keys' table: `create_app` hands it to
+this module as `app.state.find_key` (a `KeyLookup`), so `core` imports no domain.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,19 +68,33 @@ class Principal:
     scopes: frozenset[str]
 
 
-async def resolve_key(session: AsyncSession, key: str) -> Principal | None:
-    from app.workspaces.models import ApiKey
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """An unrevoked key as its store knows it, with its workspace's settings."""
 
-    row = (
-        await session.execute(
-            sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, ApiKey.scopes).where(
-                ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
-            )
-        )
-    ).first()
-    if row is None:
+    key_id: uuid.UUID
+    workspace_id: uuid.UUID
+    kind: str
+    scopes: list[str]
+    workspace_settings: dict
+
+
+class KeyLookup(Protocol):
+    """Finds the unrevoked key with this SHA-256 hash (app.workspaces.service.find_key)."""
+
+    async def __call__(self, session: AsyncSession, key_hash: str) -> StoredKey | None: ...
+
+
+def _key_lookup(request: Request) -> KeyLookup:
+    return request.app.state.find_key
+
+
+async def resolve_key(request: Request, session: AsyncSession, key: str) -> Principal | None:
+    stored = await _key_lookup(request)(session, hash_key(key))
+    if stored is None:
         return None
-    return Principal(workspace_id=row.workspace_id, key_id=row.id, kind=row.kind, scopes=frozenset(expand_scopes(row.scopes)))
+    return Principal(workspace_id=stored.workspace_id, key_id=stored.key_id, kind=stored.kind,
+                     scopes=frozenset(expand_scopes(stored.scopes)))
 
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="clientele"'}
@@ -124,9 +139,10 @@ def require_scope(scope: Scope):
             raise Unauthorized("A secret key is required: `Authorization: Bearer <secret key>`.", headers=_BEARER_CHALLENGE)
         if token.startswith(WRITE_KEY_PREFIX):
             raise Forbidden("Write keys can only send data to the ingest endpoints; use a secret key.")
-        principal = await resolve_key(session, token)
+        principal = await resolve_key(request, session, token)
         if principal is None or principal.kind != "secret":
             raise Unauthorized("The API key is unknown or revoked.", headers=_BEARER_CHALLENGE)
+        request.state.workspace_id = principal.workspace_id  # for the access log
         if scope not in principal.scopes:
             raise Forbidden(f"This key lacks the `{scope}` scope.")
         return principal
@@ -168,8 +184,6 @@ async def authenticate_write_key(request: Request, body_write_key: Any = None) -
     """Ingest auth: the write key as HTTP Basic username, or `writeKey` in the JSON body.
     (Ingest writes through Database.write_transaction; a key not in the cache is looked up in
     a short session of its own.)"""
-    from app.workspaces.models import ApiKey, Workspace
-
     header = request.headers.get("authorization", "")
     scheme = header.partition(" ")[0].lower()
     if scheme == "bearer":
@@ -185,18 +199,15 @@ async def authenticate_write_key(request: Request, body_write_key: Any = None) -
     cached = _write_key_cache.get(key_hash)
     now = time.monotonic()
     if cached is not None and cached[1] > now:
+        request.state.workspace_id = cached[0].workspace_id  # for the access log
         return cached[0]
     async with request.app.state.db.session() as session:
-        row = (
-            await session.execute(
-                sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, Workspace.settings)
-                .join(Workspace, Workspace.id == ApiKey.workspace_id)
-                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-            )
-        ).first()
-    if row is None or row.kind != "write":
+        stored = await _key_lookup(request)(session, key_hash)
+    if stored is None or stored.kind != "write":
         raise Unauthorized("The write key is unknown or revoked.", headers=_BASIC_CHALLENGE)
-    principal = WriteKeyPrincipal(workspace_id=row.workspace_id, key_id=row.id, workspace_settings=row.settings or {})
+    principal = WriteKeyPrincipal(workspace_id=stored.workspace_id, key_id=stored.key_id,
+                                  workspace_settings=stored.workspace_settings)
+    request.state.workspace_id = principal.workspace_id  # for the access log
     ttl = request.app.state.settings.write_key_cache_seconds
     if ttl > 0:
         if len(_write_key_cache) > 10_000:

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ADMIN_TOKEN = "changethis"
+DEFAULT_CONSENT_SECRET = "changethis-consent"
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(
         default=SecretStr(DEFAULT_ADMIN_TOKEN),
         description="Instance administrator token: creates workspaces over the API.",
+    )
+
+    consent_secret: SecretStr = Field(
+        default=SecretStr(DEFAULT_CONSENT_SECRET),
+        description="Server secret from which each workspace's consent keys are derived (HMAC): the key "
+        "that signs one-click unsubscribe tokens and the key that hashes consent proof (IP, user agent). "
+        "Changing it invalidates issued tokens and makes new proof hashes differ from old ones.",
     )
 
     log_level: str = "INFO"
@@ -85,6 +93,11 @@ class Settings(BaseSettings):
         default=10, gt=0, le=3600,
         description="Debounce window: profiles touched by events are refreshed together at most this late.",
     )
+    segments_refresh_cron: str = Field(
+        default="*/15 * * * *",
+        description="When every segment is refreshed (cron, UTC): incremental for unchanged rules, full for rules "
+        "with time windows; empty disables it.",
+    )
     clv_refit_hours: float = Field(
         default=24, ge=0,
         description="A full refresh refits a workspace's CLV model older than this; 0 never refits automatically.",
@@ -103,6 +116,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CLIENTELE_ADMIN_TOKEN still has its development default; set a strong secret "
                 "before running with CLIENTELE_ENV=production"
+            )
+        if self.env != "development" and self.consent_secret.get_secret_value() == DEFAULT_CONSENT_SECRET:
+            raise ValueError(
+                "CLIENTELE_CONSENT_SECRET still has its development default; set a strong secret "
+                f"before running with CLIENTELE_ENV={self.env}"
             )
         return self
 

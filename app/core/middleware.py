@@ -37,7 +37,28 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# The request's workspace, once authentication knows it (request.state.workspace_id): the
+# access log names it.
+WORKSPACE_STATE = "workspace_id"
+
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+ROUTE_PATH = "clientele.route_path"  # set by DirectRoutes for the routes it serves
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's full path template (`/v1/profiles/{profile_id}`), or "unmatched".
+
+    FastAPI keeps the route object of the router it was declared on in `scope["route"]`, whose
+    path lacks the prefixes it was included under; the full template is on FastAPI's
+    per-request route context."""
+    direct = scope.get(ROUTE_PATH)
+    if direct is not None:
+        return direct
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return path or "unmatched"
 
 
 class RequestContextMiddleware:
@@ -57,15 +78,18 @@ class RequestContextMiddleware:
         token = set_request_id(request_id)
         status = 500
         started = False
+        sent = 0
         t0 = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, sent
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
@@ -83,11 +107,11 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - t0
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "unmatched"
+            route_path = route_template(scope)
             method = scope.get("method", "")
             REQUESTS.labels(method, route_path, str(status)).inc()
             LATENCY.labels(method, route_path).observe(elapsed)
+            workspace = scope.get("state", {}).get(WORKSPACE_STATE)  # set by authentication
             log.info(
                 "request",
                 extra={
@@ -96,6 +120,8 @@ class RequestContextMiddleware:
                     "route": route_path,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
+                    "bytes": sent,
+                    "workspace_id": str(workspace) if workspace is not None else None,
                 },
             )
             reset_request_id(token)
@@ -177,6 +203,7 @@ class DirectRoutes:
             await self.app(scope, receive, send)
             return
         handler, scope["route"] = direct
+        scope[ROUTE_PATH] = scope["path"]
         request = Request(scope, receive)
         try:
             response = await handler(request)

@@ -1,7 +1,9 @@
-"""Consent for a decision's channel: the check a decision relies on, as stored in the ledger.
+"""Consent for a decision's channel, through the consent domain: the check a decision relies on.
 
-`check_channel` answers for one person and channel with the channel's default purpose and
-returns the check as a plain dict (channel, purpose, allowed, record_id, status, reason).
+`check_channel` asks `app.consent.service.check` for the person, the channel and the
+channel's default purpose (email -> email_marketing, web -> personalization...) and returns
+the answer as stored in the ledger: channel, purpose, allowed, record_id (the consent record
+relied on), status and reason.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-PURPOSES = {
-    "email": "email_marketing", "sms": "sms_marketing", "direct_mail": "direct_mail", "push": "personalization",
-    "web": "personalization", "ads": "advertising", "in_app": "personalization", "call_center": "personalization",
-}
+from app.consent import service as consent_service
 
 
 def purpose_for_channel(channel: str) -> str:
-    return PURPOSES.get(channel, "personalization")
+    return consent_service.purpose_for_channel(channel)
 
 
 async def check_channel(
     session: AsyncSession, *, workspace_id: uuid.UUID, profile_id: uuid.UUID, channel: str, at: datetime
 ) -> dict[str, Any]:
-    purpose = purpose_for_channel(channel)
-    return {"channel": channel, "purpose": purpose, "allowed": True, "record_id": None, "status": "unchecked",
-            "reason": "the workspace has no consent ledger yet"}
+    purpose = consent_service.purpose_for_channel(channel)
+    answer = await consent_service.check(
+        session, workspace_id=workspace_id, profile_id=profile_id, purpose=purpose, channel=channel, at=at
+    )
+    return {"channel": channel, "purpose": purpose, "allowed": bool(answer.allowed),
+            "record_id": str(answer.record_id) if answer.record_id else None, "status": answer.status,
+            "reason": answer.reason}

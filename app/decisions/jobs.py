@@ -7,7 +7,7 @@ from typing import Any
 
 from app.decisions import service
 from app.jobs import service as job_service
-from app.jobs.worker import JobContext, Task
+from app.jobs.registry import JobContext, JobRegistry, Task
 
 
 async def run_train(ctx: JobContext, payload: dict[str, Any]) -> Any:
@@ -18,4 +18,6 @@ async def run_train(ctx: JobContext, payload: dict[str, Any]) -> Any:
     )
 
 
-TASKS = [Task(service.TASK_TRAIN, run_train, concurrency_limit=1)]
+def register(jobs: JobRegistry) -> None:
+    # One training per workspace at a time is enough; decisions never wait for it.
+    jobs.add_task(Task(service.TASK_TRAIN, run_train, concurrency_limit=1))

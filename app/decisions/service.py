@@ -139,12 +139,14 @@ async def decide(
 
     # Eligibility: one column per rule (and with explain, per rule node) in the profile read.
     rules: dict[str, Any] = {}
+    compiled: dict[int, eligibility.CompiledRule] = {}
     for i, o in enumerate(live):
         if o.eligibility:
-            rules[f"r{i}"] = eligibility.compile_rule(o.eligibility, workspace_id=workspace_id, now=now)
+            compiled[i] = await eligibility.compile_rule(session, workspace_id=workspace_id, rule=o.eligibility, now=now)
+            rules[f"r{i}"] = compiled[i].clause
             if request.explain:
-                for j, (_, node) in enumerate(eligibility.leaves(o.eligibility)):
-                    rules[f"r{i}_{j}"] = eligibility.compile_rule(node, workspace_id=workspace_id, now=now)
+                for j, (_, _, clause, _) in enumerate(compiled[i].nodes):
+                    rules[f"r{i}_{j}"] = clause
     periods = _periods(now)
     capped = [o.id for o in live if o.caps]
     state = await repository.profile_state(
@@ -190,8 +192,8 @@ async def decide(
         if o.eligibility and not state[f"r{i}"]:
             nodes = None
             if request.explain:
-                values = {p: bool(state[f"r{i}_{j}"]) for j, (p, _) in enumerate(eligibility.leaves(o.eligibility))}
-                nodes = eligibility.failing_nodes(o.eligibility, values)
+                values = [bool(state[f"r{i}_{j}"]) for j in range(len(compiled[i].nodes))]
+                nodes = eligibility.failing_nodes(compiled[i], values)
             exclusions.append(_exclusion(o, "not_eligible", "The person does not match the eligibility rule"
                                          + (f" at {', '.join(n or '/' for n in nodes)}." if nodes else "."),
                                          rule_nodes=nodes))

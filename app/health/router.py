@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,26 +14,45 @@ from app.core.migrations import head_revisions
 router = APIRouter(tags=["health"])
 
 
+# /healthz must answer even when the database does not: it waits this long for the revision.
+HEALTHZ_DATABASE_TIMEOUT_SECONDS = 1.0
+
+
 class Health(BaseModel):
     """Liveness or readiness status."""
 
     status: str = Field(examples=["ok"])
-    migration: str | None = Field(default=None, description="The database's Alembic revision (readyz only).")
+    migration: str | None = Field(
+        default=None, examples=["0011"],
+        description="The database's Alembic revision; null from /healthz when the database did not answer within a second.",
+    )
+
+
+async def _database_revisions(request: Request) -> list[str]:
+    db = getattr(request.app.state, "db", None)
+    if db is None:
+        raise ServiceUnavailable("The database is not configured yet.")
+    async with db.session() as session:
+        return list((await session.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all())
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
-async def healthz() -> Health:
-    return Health(status="ok")
+async def healthz(request: Request) -> Health:
+    """Always 200 while the process serves; `migration` says which schema its database has
+    (readiness, with a 503 when the database is behind, is /readyz)."""
+    try:
+        version = await asyncio.wait_for(_database_revisions(request), HEALTHZ_DATABASE_TIMEOUT_SECONDS)
+    except Exception:  # liveness does not depend on the database
+        return Health(status="ok")
+    return Health(status="ok", migration=",".join(sorted(version)) or None)
 
 
 @router.get("/readyz", response_model=Health, responses=responses(503), summary="Readiness: database reachable and migrated")
 async def readyz(request: Request) -> Health:
-    db = getattr(request.app.state, "db", None)
-    if db is None:
+    if getattr(request.app.state, "db", None) is None:
         raise ServiceUnavailable("The database is not configured yet.")
     try:
-        async with db.session() as session:
-            version = (await session.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
+        version = await _database_revisions(request)
     except Exception as exc:  # any failure to reach the database means "not ready"
         raise ServiceUnavailable(f"The database is unreachable or not migrated ({type(exc).__name__}).") from exc
     heads = head_revisions()

@@ -1,6 +1,8 @@
-"""Bulk imports of profiles and events from CSV or NDJSON, streamed.
+"""Bulk imports of profiles, events and consents from CSV or NDJSON, streamed.
 
-Shared by `POST /v1/imports/{profiles,events}` and `clientele import`. The body is never held
+Shared by `POST /v1/imports/{profiles,events,consents}` and `clientele import`. A consent row
+becomes an identify message (who) carrying its ledger record, which ingest's consent step
+writes in the same transaction (app.consent.service.record_signals). The body is never held
 whole: bytes are inflated (gzip) and split into lines as they arrive, CSV records are
 reassembled across lines (quoted newlines) and chunks, and every `CHUNK_ROWS` rows are turned
 into Segment messages, validated by `parser.parse_batch`, stored by `service.ingest` and
@@ -31,6 +33,9 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.consent import service as consent_service
+from app.consent.service import hash_proof
+from app.consent.signals import Signal
 from app.core.config import Settings
 from app.core.db import session_write_transaction
 from app.core.errors import AppError, BadRequest, PayloadTooLarge
@@ -52,6 +57,7 @@ _QUOTE = ord('"')
 class ImportKind(StrEnum):
     profiles = "profiles"
     events = "events"
+    consents = "consents"
 
 
 class ImportFormat(StrEnum):
@@ -85,6 +91,14 @@ _COLUMNS: dict[ImportKind, dict[str, str]] = {
     ImportKind.events: {
         **_COMMON_COLUMNS, "event": "event", "revenue": "revenue", "orderid": "order_id", "products": "products",
         "quantity": "quantity", "price": "price", "total": "total",
+    },
+    # A consent list (a CRM's opt-ins): who, which purpose and channel, what and when. Columns
+    # named proof_<name> are evidence (stored as keyed hashes); other columns are ignored.
+    ImportKind.consents: {
+        **_COMMON_COLUMNS, "email": "email", "emailaddress": "email", "phone": "phone", "phonenumber": "phone",
+        "purpose": "purpose", "channel": "channel", "status": "status", "source": "source", "method": "method",
+        "notice": "notice", "noticeversion": "notice_version", "occurredat": "occurred_at",
+        "expiresat": "expires_at",
     },
 }
 NUMERIC_PROPERTIES = frozenset({"revenue", "quantity", "price", "total"})
@@ -170,6 +184,78 @@ def _flat_message(kind: ImportKind, row: dict[str, Any]) -> dict[str, Any]:
     return msg
 
 
+_CONSENT_FIELDS = frozenset({"purpose", "channel", "status", "source", "method", "notice", "notice_version",
+                             "occurred_at", "expires_at"})
+
+
+def _import_time(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Reject("bad_timestamp", f"{name} must be an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _Reject("bad_timestamp", f"{name} {value!r} is not an ISO 8601 date-time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
+
+
+def _consent_message(row: dict[str, Any]) -> dict[str, Any]:
+    """A consent row to an identify message (who) carrying the record (what) under `_consent`,
+    which the parser ignores and the importer attaches to the parsed message."""
+    from app.consent.models import CHANNELS, SOURCES, STATUSES
+
+    msg: dict[str, Any] = {"type": "identify"}
+    traits: dict[str, Any] = {}
+    record: dict[str, Any] = {"source": "import", "channel": None, "method": None, "notice_key": None,
+                              "notice_version": None, "expires_at": None, "proof": {}}
+    for name, value in row.items():
+        if _is_empty(value):
+            continue
+        column = canonical_column(ImportKind.consents, name)
+        if column == "user_id":
+            msg["userId"] = value
+        elif column == "anonymous_id":
+            msg["anonymousId"] = value
+        elif column == "message_id":
+            msg["messageId"] = value
+        elif column in ("email", "phone"):
+            traits[column] = value
+        elif column in ("timestamp", "occurred_at"):
+            record["occurred_at"] = _import_time(column, value)
+        elif column == "expires_at":
+            record["expires_at"] = _import_time(column, value)
+        elif column == "notice_version":
+            number = _number(column, value)
+            if not isinstance(number, int) or number < 1:
+                raise _Reject("bad_number", "notice_version must be a whole number from 1")
+            record["notice_version"] = number
+        elif column == "notice":
+            record["notice_key"] = str(value).strip()
+        elif column in _CONSENT_FIELDS:
+            record[column] = str(value).strip() if column == "method" else str(value).strip().lower()
+        elif name.lower().startswith("proof_") and len(name) > 6:
+            record["proof"][name[6:70]] = value if isinstance(value, str | int | float | bool) else orjson.dumps(value).decode()
+    if "purpose" not in record:
+        raise _Reject("missing_purpose", "a consent row needs a purpose")
+    if record.get("status") not in STATUSES:
+        raise _Reject("bad_status", f"status must be one of {', '.join(STATUSES)}, got {record.get('status')!r}")
+    if record["channel"] is not None and record["channel"] not in CHANNELS:
+        raise _Reject("bad_channel", f"channel must be one of {', '.join(CHANNELS)} or empty, got {record['channel']!r}")
+    if record["source"] not in SOURCES:
+        raise _Reject("bad_source", f"source must be one of {', '.join(SOURCES)}, got {record['source']!r}")
+    if "occurred_at" not in record:
+        raise _Reject("missing_occurred_at", "a consent row needs occurred_at (when the person said it)")
+    if record["expires_at"] is not None and record["expires_at"] <= record["occurred_at"]:
+        raise _Reject("bad_expiry", "expires_at must be after occurred_at")
+    if (record["notice_key"] is None) != (record["notice_version"] is None):
+        raise _Reject("bad_notice", "notice and notice_version go together")
+    if len(record["proof"]) > 20:
+        raise _Reject("bad_proof", "at most 20 proof_ columns")
+    msg["traits"] = traits
+    msg["timestamp"] = record["occurred_at"]
+    msg["_consent"] = record
+    return msg
+
+
 def _is_segment_message(obj: dict[str, Any]) -> bool:
     # A flat row may well have a `type` column (customer type...); only a Segment type counts.
     return obj.get("type") in MESSAGE_TYPES or any(isinstance(obj.get(k), dict) for k in ("traits", "properties", "context"))
@@ -195,7 +281,10 @@ def import_message_id(kind: ImportKind, row: int, raw: Any) -> str:
 def convert_row(kind: ImportKind, row: int, raw: dict[str, Any], *, flat: bool) -> Item:
     """One row to a Segment message with a messageId, or a RowError. Never raises."""
     try:
-        msg = _flat_message(kind, raw) if flat else _segment_message(kind, raw)
+        if kind is ImportKind.consents:
+            msg = _consent_message(raw)
+        else:
+            msg = _flat_message(kind, raw) if flat else _segment_message(kind, raw)
     except _Reject as exc:
         given = raw.get("messageId") if not flat else next(
             (v for k, v in raw.items() if canonical_column(kind, k) == "message_id"), None
@@ -414,11 +503,16 @@ class RowReader:
             seen[column] = name
             columns.append(column)
         # Profiles may be known by email or phone alone (CRM exports); events need a Segment id.
-        identifying = {"user_id", "anonymous_id", "email", "phone"} if self.kind is ImportKind.profiles else {"user_id", "anonymous_id"}
+        identifying = ({"user_id", "anonymous_id", "email", "phone"} if self.kind is not ImportKind.events
+                       else {"user_id", "anonymous_id"})
         required = " or ".join(sorted(identifying))
         if not identifying & seen.keys():
             raise BadRequest(f"CSV header: a {self.kind} import needs a {required} column; got {', '.join(seen.values())}.",
                              code="bad_header")
+        missing = {"purpose", "status"} - seen.keys() if self.kind is ImportKind.consents else set()
+        if missing:
+            raise BadRequest(f"CSV header: a consents import needs {' and '.join(sorted(missing))} columns; "
+                             f"got {', '.join(seen.values())}.", code="bad_header")
         if self.kind is ImportKind.events and "event" not in seen:
             raise BadRequest(f"CSV header: an events import needs an event column; got {', '.join(seen.values())}.",
                              code="bad_header")
@@ -460,6 +554,22 @@ class _Importer:
         self.workspace_id = workspace_id
         self.identity = identity
         self.summary = ImportSummary()
+        # A consents import: the workspace's purposes and notice versions, to check rows against.
+        self.consent: tuple[set[str], set[tuple[str, int]]] | None = None
+
+    def _check_consent(self, item: tuple[int, dict[str, Any]]) -> RowError | None:
+        if self.consent is None:
+            return None
+        row, msg = item
+        record = msg["_consent"]
+        purposes, notices = self.consent
+        if record["purpose"] not in purposes:
+            return RowError(row, msg.get("messageId"), "unknown_purpose",
+                            f"no purpose {record['purpose']!r} in this workspace")
+        if record["notice_key"] is not None and (record["notice_key"], record["notice_version"]) not in notices:
+            return RowError(row, msg.get("messageId"), "unknown_notice",
+                            f"notice {record['notice_key']!r} has no version {record['notice_version']}")
+        return None
 
     async def store(self, chunk: list[Item]) -> None:
         """Validate, store and commit one chunk of rows."""
@@ -469,6 +579,8 @@ class _Importer:
         for item in chunk:
             if isinstance(item, RowError):
                 errors.append(item)
+            elif (problem := self._check_consent(item)) is not None:
+                errors.append(problem)
             else:
                 rows.append(item[0])
                 messages.append(item[1])
@@ -479,6 +591,11 @@ class _Importer:
             require_segment_id=False,
         ))
         errors += [RowError(rows[r.index], r.message_id, r.code, r.reason) for r in rejected]
+        if self.consent is not None:
+            for m in parsed:  # the record rides on the identify message into ingest's consent step
+                record = messages[m.index]["_consent"]
+                m.consent = Signal(record={**record, "proof": hash_proof(self.settings.consent_secret.get_secret_value(),
+                                                                          self.workspace_id, record["proof"])})
         # No ingest gate: an import is one long, sequential request with a secret key, not SDK traffic.
         # Committed per chunk (when the transaction block ends): releases the workspace's
         # advisory lock and keeps the transaction small.
@@ -528,6 +645,10 @@ async def run_import(
     identity = identity_settings_from(workspace.settings)
     await session.commit()  # no transaction stays open while the body trickles in
     importer = _Importer(session, settings, workspace_id, identity)
+    if kind is ImportKind.consents:
+        importer.consent = (await consent_service.purpose_keys(session, workspace_id=workspace_id),
+                            await consent_service.notice_versions(session, workspace_id=workspace_id))
+        await session.commit()
     reader = RowReader(kind, fmt, gzip=gzip, max_bytes=settings.import_max_bytes)
     chunk: list[Item] = []
     try:

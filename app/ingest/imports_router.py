@@ -1,5 +1,5 @@
-"""Bulk imports: `POST /v1/imports/profiles` and `POST /v1/imports/events` (CSV or NDJSON, gzip
-allowed, up to 2 GiB). The body is streamed and committed every 1,000 rows (app.ingest.imports)."""
+"""Bulk imports: `POST /v1/imports/profiles`, `/v1/imports/events` and `/v1/imports/consents`
+(CSV or NDJSON, gzip allowed, up to 2 GiB). The body is streamed and committed every 1,000 rows (app.ingest.imports)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ _EXAMPLES = {
         "user_id,event,timestamp,order_id,revenue,quantity\nu-1,Order Completed,2024-05-01T10:00:00Z,o-17,29.90,2\n",
         '{"type": "track", "userId": "u-1", "event": "Order Completed", "properties": {"revenue": 29.9}}\n'
         '{"user_id": "u-2", "event": "Order Completed", "timestamp": "2024-05-02", "revenue": "12.50"}\n',
+    ),
+    ImportKind.consents: (
+        "email,purpose,channel,status,occurred_at,method,notice,notice_version,proof_ip\n"
+        "jane@example.com,email_marketing,email,granted,2026-05-01T09:30:00Z,double_opt_in,privacy_policy,3,203.0.113.7\n",
+        '{"email": "jane@example.com", "purpose": "email_marketing", "channel": "email", "status": "granted", '
+        '"occurred_at": "2026-05-01T09:30:00Z"}\n',
     ),
 }
 
@@ -115,3 +121,17 @@ async def import_events(request: Request, session: SessionDep, principal: WriteP
     Segment message. Committed every 1,000 rows; re-running a file yields duplicates. Needs a
     secret key with the `write` scope."""
     return await _import(request, session, principal, ImportKind.events)
+
+
+@router.post(
+    "/imports/consents", response_model=ImportResponse, responses=_ERRORS,
+    openapi_extra=_body_schema(ImportKind.consents), summary="Import consent records, e.g. a CRM's opt-in list (CSV or NDJSON)",
+)
+async def import_consents(request: Request, session: SessionDep, principal: WritePrincipal) -> ImportResponse:
+    """One ledger record per row: `user_id`, `anonymous_id`, `email` or `phone` name the person
+    (unknown people are created), `purpose`, `status` and `occurred_at` are required, `channel`
+    (empty: every channel), `source` (default `import`), `method`, `notice` + `notice_version`,
+    `expires_at` optional; `proof_<name>` columns are evidence, stored as keyed hashes. A row
+    already in the ledger (same person, purpose, channel, status and time) is not recorded twice;
+    re-running a file yields duplicates. Needs a secret key with the `write` scope."""
+    return await _import(request, session, principal, ImportKind.consents)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from app.consent.signals import Signal, signal_from_context
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -84,6 +85,8 @@ class ParsedMessage(msgspec.Struct, gc=False):
     # The stored event as a JSON object without its profile_id (known only after identity
     # resolution): properties, context... as the client sent them. See repository.INSERT_EVENTS.
     row: bytes = b"{}"
+    # What context.consent / context.gpc say (None for nearly every message): app.consent.
+    consent: Signal | None = None
 
 
 class MessageError(Exception):
@@ -477,6 +480,8 @@ def parse_message(msg: Any, index: int, opts: ParseOptions, raw: bytes | None = 
         content_id=lambda: _content_message_id(msg),
     )
     parsed.row = _row(parsed, properties or None, traits or None, context or None, integrations or None)
+    if "consent" in context or "gpc" in context:
+        parsed.consent = signal_from_context(context.get("consent"), context.get("gpc"))
     return parsed
 
 
@@ -549,6 +554,8 @@ class _ContextPeek(msgspec.Struct):
     externalIds: Any = None
     traits_set_once: Any = None
     traits_unset: Any = None
+    consent: Any = None
+    gpc: Any = None
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
@@ -651,12 +658,14 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
     received_at = opts.received_at
     corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
     context = None if c.context is _NULL else _raw_object(c.context)
-    ctx_traits = external = None
+    ctx_traits = external = signal = None
     if context is not None:
         peek = _peek_decoder.decode(context)
         if peek.traits_set_once is not None or peek.traits_unset is not None:
             return None
         ctx_traits, external = peek.traits, peek.externalIds
+        if peek.consent is not None or peek.gpc is not None:
+            signal = signal_from_context(peek.consent, peek.gpc)
     # _collect_keys' memo, read inline for the usual message (ids only).
     found = opts.key_cache.get((_IDS, user_id, anonymous_id)) if not ctx_traits and not external else None
     if found is None:
@@ -673,6 +682,8 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
         None if c.properties is _NULL else _raw_object(c.properties), None, context,
         None if c.integrations is _NULL else _raw_object(c.integrations), clamped,
     ))
+    if signal is not None:
+        parsed.consent = signal
     return parsed
 
 
@@ -711,6 +722,8 @@ def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions, nul_free: bool
         traits, peek.traits, peek.externalIds, peek.traits_set_once, peek.traits_unset, None,
     )
     parsed.row = _row(parsed, properties, raw_traits, context, integrations)
+    if peek.consent is not None or peek.gpc is not None:
+        parsed.consent = signal_from_context(peek.consent, peek.gpc)
     return parsed
 
 

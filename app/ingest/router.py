@@ -99,6 +99,7 @@ async def _ingest(
         result = await service.ingest(
             request.app.state.db.write_transaction, workspace_id=principal.workspace_id, messages=parsed, identity=identity, received_at=received_at,
             trait_strategies=trait_strategies_from(principal.workspace_settings),
+            gpc=request.headers.get("sec-gpc", "").strip() == "1",
         )
     return IngestOutcome(result.accepted, result.duplicates, rejected)
 

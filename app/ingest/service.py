@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from app.consent import service as consent_service
 from app.core.db import WriteTransaction
 from app.core.errors import ServiceUnavailable
 from app.decisions import service as decision_service
@@ -56,6 +57,7 @@ async def ingest(
     identity: IdentitySettings,
     received_at: datetime,
     trait_strategies: dict[str, str] | None = None,
+    gpc: bool = False,
 ) -> IngestResult:
     """Store the messages idempotently, in one transaction opened by `transaction` (with the
     workspace's lock as its first statement). Reruns the whole batch in a fresh transaction
@@ -70,7 +72,7 @@ async def ingest(
             async with transaction(identity_service.workspace_lock_sql(workspace_id, exclusive=exclusive)) as conn:
                 window = await _ingest_once(
                     conn, workspace_id, messages, identity, received_at, result, exclusive, trait_strategies or {},
-                    delay,
+                    delay, gpc,
                 )
                 if window is not None and window.marked:
                     await trait_service.ensure_incremental_job(
@@ -104,6 +106,7 @@ async def _ingest_once(
     exclusive: bool,
     trait_strategies: dict[str, str],
     delay_seconds: float,
+    gpc: bool = False,
 ) -> repository.Inserted | None:
     """One attempt; returns the event insert's outcome (None when every message was a replay)."""
     # Replays: messages already stored are duplicates and have no side effects (an old identify
@@ -182,4 +185,12 @@ async def _ingest_once(
     await decision_service.feedback_from_events(conn, workspace_id=workspace_id, messages=fresh)
     result.accepted = inserted.count
     result.duplicates += len(fresh) - inserted.count
+    # Consent signals (context.consent, context.gpc, a consent import's rows, the Sec-GPC
+    # header): rare, so a batch without them pays one pass over its messages and nothing else.
+    if gpc or any(m.consent is not None for m in fresh):
+        await consent_service.record_signals(
+            conn, workspace_id=workspace_id, gpc_all=gpc,
+            items=[(profile_of[m.index], m.consent, m.timestamp, m.message_id) for m in fresh
+                   if gpc or m.consent is not None],
+        )
     return inserted

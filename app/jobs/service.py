@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import Database, standalone_session
 from app.core.errors import AppError, NotFound
 from app.core.ids import uuid7
-from app.identity import cache as identity_cache
 from app.jobs import queue, repository
 from app.jobs.models import Job
 
@@ -157,10 +156,8 @@ QUEUE_LOG_RETENTION = timedelta(days=7)
 
 
 async def prune(session: AsyncSession) -> dict[str, int]:
-    """Forget old finished jobs, old queue history and the identity change log's old entries
-    (a daily schedule)."""
+    """Forget old finished jobs and old queue history (a daily schedule)."""
     return {
         "jobs": await repository.delete_finished_before(session, JOB_RETENTION),
         "queue_log": await queue.prune_history(session, older_than=QUEUE_LOG_RETENTION),
-        "identity_changes": await identity_cache.prune_log(session),
     }

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 from pgqueuer import Job as QueueJob
@@ -27,6 +25,7 @@ from app.core.config import Settings
 from app.core.db import Database, standalone_session
 from app.jobs import service as job_service
 from app.jobs.queue import decode
+from app.jobs.registry import JobContext, JobRegistry, Schedule, Task
 
 log = logging.getLogger("clientele.worker")
 
@@ -36,43 +35,29 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 DEQUEUE_TIMEOUT = timedelta(seconds=5)
 
 
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a job gets besides its payload."""
-
-    db: Database
-    settings: Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """A queue entrypoint: `run(ctx, payload)` does the work of one job."""
-
-    name: str
-    run: Callable[[JobContext, dict[str, Any]], Awaitable[Any]]
-    concurrency_limit: int = 0  # across all workers; 0 = unlimited
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A cron schedule (UTC): `run(ctx)` fires once per tick across all workers."""
-
-    name: str
-    cron: str
-    run: Callable[[JobContext], Awaitable[Any]]
-
-
 async def prune_history(ctx: JobContext) -> None:
     async with standalone_session(ctx.db) as session:
         log.info("job history pruned", extra=await job_service.prune(session))
 
 
 def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
-    """Every domain's tasks and schedules (the worker's counterpart of app/api.py)."""
+    """Every domain's tasks and schedules (the worker's counterpart of app/api.py): each
+    domain's jobs module registers its own; add a domain with one line below."""
     from app.decisions import jobs as decision_jobs
+    from app.identity import jobs as identity_jobs
+    from app.segments import jobs as segment_jobs
     from app.traits import jobs as trait_jobs
 
-    return [*trait_jobs.TASKS, *decision_jobs.TASKS], [Schedule("jobs.prune", "17 3 * * *", prune_history), *trait_jobs.schedules(settings)]
+    registry = JobRegistry(settings)
+    registry.add_schedule(Schedule("jobs.prune", "17 3 * * *", prune_history))
+    for module in (
+        identity_jobs,
+        trait_jobs,
+        segment_jobs,
+        decision_jobs,
+    ):
+        module.register(registry)
+    return registry.tasks, registry.schedules
 
 
 def asyncpg_dsn(db: Database) -> str:

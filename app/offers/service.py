@@ -18,7 +18,7 @@ from app.offers.schemas import OfferCreate, OfferUpdate, PlacementCreate, Placem
 
 async def validate_eligibility(session: AsyncSession, *, workspace_id: uuid.UUID, rule: dict[str, Any] | None) -> None:
     if rule is not None:
-        eligibility.validate(rule)
+        await eligibility.validate(session, workspace_id=workspace_id, rule=rule)
 
 
 async def _flush_named(session: AsyncSession, what: str, name: str) -> None:

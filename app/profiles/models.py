@@ -15,6 +15,12 @@ class Profile(SQLModel, table=True):
     __table_args__ = (
         sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
         sa.Index("ix_profile_workspace_id_updated_at", "workspace_id", "updated_at", "id"),
+        # The profiles merged into a survivor (consent reads their records; few rows, so the
+        # index costs nothing on the inserts of new, unmerged profiles). Migration 0014.
+        sa.Index(
+            "ix_profile_workspace_id_merged_into", "workspace_id", "merged_into",
+            postgresql_where=sa.text("merged_into IS NOT NULL"),
+        ),
     )
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
@@ -30,41 +36,5 @@ class Profile(SQLModel, table=True):
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )
     updated_at: datetime = Field(
-        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
-    )
-
-
-class Account(SQLModel, table=True):
-    """A Segment `group`: a company, household or team that profiles belong to."""
-
-    __tablename__ = "account"
-    __table_args__ = (sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),)
-
-    workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
-    group_id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
-    traits: dict = Field(
-        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"))
-    )
-    created_at: datetime = Field(
-        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
-    )
-    updated_at: datetime = Field(
-        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
-    )
-
-
-class AccountMember(SQLModel, table=True):
-    __tablename__ = "account_member"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["workspace_id", "group_id"], ["account.workspace_id", "account.group_id"], ondelete="CASCADE"
-        ),
-        sa.Index("ix_account_member_workspace_id_profile_id", "workspace_id", "profile_id"),
-    )
-
-    workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
-    group_id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
-    profile_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))
-    created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )

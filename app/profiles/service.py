@@ -23,7 +23,6 @@ from app.traits import service as trait_service
 
 MAX_MERGE_CHAIN = 32
 _TRAIT_KEY = re.compile(r"^[A-Za-z0-9_.\-$ ]{1,128}$")
-_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 async def apply_trait_updates(conn: Any, *, workspace_id: uuid.UUID, updates: dict[uuid.UUID, dict[str, Any]]) -> None:
@@ -95,41 +94,12 @@ def _trait_expr(field: str) -> sa.ColumnElement[Any]:
     raise ValidationFailed(f"{field!r} is not a field: use traits.<name> or computed.<name>.", code="bad_filter")
 
 
-def _json_literal(text: str) -> Any:
-    """Filter values are JSON when they parse (numbers, true, "quoted"), else plain strings."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
+def parse_filters(where: list[str], *, workspace_id: uuid.UUID) -> list[sa.ColumnElement[bool]]:
+    """`where=` filters are shorthand for segment rule nodes (traits.plan:eq:pro is
+    {"trait": "plan", "op": "eq", "value": "pro"}), compiled by the segments' one compiler."""
+    from app.segments import service as segment_service
 
-
-def parse_filters(where: list[str]) -> list[sa.ColumnElement[bool]]:
-    conditions = []
-    for item in where:
-        parts = item.split(":", 2)
-        if len(parts) == 2 and parts[1] == "exists":
-            field, op, raw = parts[0], "exists", ""
-        elif len(parts) == 3:
-            field, op, raw = parts
-        else:
-            raise ValidationFailed(
-                f"Filter {item!r} must look like traits.plan:eq:pro (ops: {', '.join([*_OPS, 'contains', 'exists'])}).",
-                code="bad_filter",
-            )
-        expr = _trait_expr(field)
-        if op == "exists":
-            conditions.append(expr.is_not(None))
-        elif op == "contains":
-            # `#>> '{}'` is the jsonb scalar as text; the search string is a bound, escaped pattern.
-            as_text = expr.op("#>>", return_type=sa.Text)(sa.literal([], sa.dialects.postgresql.ARRAY(sa.Text)))
-            escaped = raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conditions.append(as_text.ilike(f"%{escaped}%", escape="\\"))
-        elif op in _OPS:
-            value = sa.cast(sa.literal(orjson.dumps(_json_literal(raw)).decode()), sa.dialects.postgresql.JSONB)
-            conditions.append(expr.op(_OPS[op])(value))
-        else:
-            raise ValidationFailed(f"Unknown filter operator {op!r} in {item!r}.", code="bad_filter")
-    return conditions
+    return segment_service.compile_where(where, workspace_id=workspace_id)
 
 
 async def list_profiles(
@@ -158,7 +128,7 @@ async def list_profiles(
         except ValueError:
             raise BadRequest("The cursor is not valid; use `next_cursor` from a previous page.", code="invalid_cursor") from None
     rows = await repository.list_profiles(
-        session, workspace_id=workspace_id, conditions=parse_filters(where), sort_key=sort_key,
+        session, workspace_id=workspace_id, conditions=parse_filters(where, workspace_id=workspace_id), sort_key=sort_key,
         descending=descending, after=after, limit=limit + 1,
     )
     next_cursor = None

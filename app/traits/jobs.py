@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from app.core.config import Settings
 from app.core.db import Database, standalone_session
 from app.jobs import queue
 from app.jobs import service as job_service
-from app.jobs.worker import JobContext, Schedule, Task
+from app.jobs.registry import JobContext, JobRegistry, Schedule, Task
 from app.traits import service
 from app.workspaces import service as workspace_service
 
@@ -52,13 +51,7 @@ async def refresh_all(db: Database) -> int:
     return sum(1 for i in ids if i is not None)
 
 
-TASKS = [
-    Task(service.TASK_REFRESH, run_refresh),
-    Task(service.TASK_INCREMENTAL, run_incremental),
-]
-
-
-def schedules(settings: Settings) -> list[Schedule]:
-    if not settings.traits_refresh_cron.strip():
-        return []
-    return [Schedule(SCHEDULE_REFRESH_ALL, settings.traits_refresh_cron, lambda ctx: refresh_all(ctx.db))]
+def register(jobs: JobRegistry) -> None:
+    jobs.add_task(Task(service.TASK_REFRESH, run_refresh))
+    jobs.add_task(Task(service.TASK_INCREMENTAL, run_incremental))
+    jobs.add_schedule(Schedule(SCHEDULE_REFRESH_ALL, jobs.settings.traits_refresh_cron, lambda ctx: refresh_all(ctx.db)))

@@ -43,3 +43,13 @@ async def revoke_key(session: AsyncSession, workspace_id: uuid.UUID, key_id: uui
         .returning(ApiKey)
     )
     return (await session.execute(stmt)).scalars().first()
+
+
+async def find_key(session: AsyncSession, key_hash: str) -> sa.Row | None:
+    """The unrevoked key with this hash and its workspace's settings: one index lookup."""
+    stmt = (
+        sa.select(ApiKey.id, ApiKey.workspace_id, ApiKey.kind, ApiKey.scopes, Workspace.settings)
+        .join(Workspace, Workspace.id == ApiKey.workspace_id)
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    )
+    return (await session.execute(stmt)).first()

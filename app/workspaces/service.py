@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import DISPLAY_PREFIX_LEN, Scope, forget_key, generate_key, hash_key
+from app.consent import service as consent_service
+from app.core.auth import DISPLAY_PREFIX_LEN, Scope, StoredKey, forget_key, forget_workspace, generate_key, hash_key
 from app.core.errors import NotFound
 from app.workspaces import repository
 from app.workspaces.models import ApiKey, Workspace
@@ -40,6 +41,7 @@ async def create_key(
 
 async def create_workspace(session: AsyncSession, *, name: str) -> CreatedWorkspace:
     workspace = await repository.insert_workspace(session, Workspace(name=name))
+    await consent_service.seed_workspace(session, workspace_id=workspace.id)
     write = await create_key(session, workspace_id=workspace.id, name="default write key", kind="write")
     admin = await create_key(
         session, workspace_id=workspace.id, name="default admin key", kind="secret", scopes=[Scope.admin]
@@ -58,6 +60,15 @@ async def list_workspaces(session: AsyncSession) -> list[Workspace]:
     return await repository.list_workspaces(session)
 
 
+async def find_key(session: AsyncSession, key_hash: str) -> StoredKey | None:
+    """The key lookup app.core.auth uses (`app.state.find_key`, set by create_app)."""
+    row = await repository.find_key(session, key_hash)
+    if row is None:
+        return None
+    return StoredKey(key_id=row.id, workspace_id=row.workspace_id, kind=row.kind, scopes=list(row.scopes),
+                     workspace_settings=row.settings or {})
+
+
 async def list_keys(session: AsyncSession, *, workspace_id: uuid.UUID) -> list[ApiKey]:
     return await repository.list_keys(session, workspace_id)
 
@@ -74,8 +85,6 @@ async def update_settings_section(
     session: AsyncSession, *, workspace_id: uuid.UUID, section: str, value: dict
 ) -> Workspace:
     """Replace one section of the workspace's settings (e.g. "identity")."""
-    from app.core.auth import forget_workspace
-
     workspace = await get_workspace(session, workspace_id=workspace_id)
     workspace.settings = {**(workspace.settings or {}), section: value}
     session.add(workspace)

@@ -116,7 +116,7 @@ async def test_batch_errors_ids_metrics_and_limits_on_the_direct_path(
     assert over.status_code == 413
     assert over.headers["content-type"] == "application/problem+json"
 
-    # Named by the declared route, as a routed request is (its path within the ingest router).
+    # Named by the declared route's full path, as a routed request is.
     text = (await client.get("/metrics")).text
-    assert 'clientele_http_requests_total{method="POST",route="/batch",status="400"}' in text
-    assert 'clientele_http_requests_total{method="POST",route="/batch",status="413"}' in text
+    assert 'clientele_http_requests_total{method="POST",route="/v1/batch",status="400"}' in text
+    assert 'clientele_http_requests_total{method="POST",route="/v1/batch",status="413"}' in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,9 +109,11 @@ async def test_failed_commit_never_yields_2xx(client: httpx.AsyncClient, workspa
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 async def test_health(client: httpx.AsyncClient, path: str) -> None:
+    from app.core.migrations import head_revisions
+
     resp = await client.get(path)
     assert resp.status_code == 200
-    assert resp.json()["status"] == "ok"
+    assert resp.json() == {"status": "ok", "migration": ",".join(sorted(head_revisions()))}
 
 
 async def test_readyz_reports_unmigrated_database(app, client: httpx.AsyncClient, session: AsyncSession) -> None:
@@ -128,11 +131,14 @@ async def test_readyz_without_database_is_503(settings) -> None:
     from app.main import create_app
     from tests.conftest import make_client
 
-    broken = Settings(env="test", database_url="postgresql+asyncpg://nobody:x@127.0.0.1:1/none")
+    broken = Settings(env="test", database_url="postgresql+asyncpg://nobody:x@127.0.0.1:1/none",
+                      consent_secret=SecretStr("test-consent-secret"))
     application = create_app(broken)
     application.state.db = Database(create_engine(broken.database_url, broken))
     async with make_client(application) as c:
         assert_problem(await c.get("/readyz"), 503, "service_unavailable")
+        live = await c.get("/healthz")  # liveness does not depend on the database
+        assert live.status_code == 200 and live.json() == {"status": "ok", "migration": None}
     await application.state.db.dispose()
 
 

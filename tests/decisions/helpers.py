@@ -15,11 +15,23 @@ async def send(client: httpx.AsyncClient, ws: WorkspaceKeys, *batch: dict) -> di
     return resp.json()
 
 
-async def person(client: httpx.AsyncClient, ws: WorkspaceKeys, user_id: str, **traits: Any) -> str:
+async def person(client: httpx.AsyncClient, ws: WorkspaceKeys, user_id: str, *, consent: bool = True, **traits: Any) -> str:
+    """A profile; with `consent`, one that agreed to personalisation (web offers need it)."""
     await send(client, ws, {"type": "identify", "userId": user_id, "traits": traits})
     resp = await client.get("/v1/profiles/lookup", params={"type": "user_id", "value": user_id}, headers=ws.admin_headers)
     assert resp.status_code == 200, resp.text
-    return resp.json()["id"]
+    pid = resp.json()["id"]
+    if consent:
+        await grant(client, ws, pid, "personalization")
+    return pid
+
+
+async def grant(client: httpx.AsyncClient, ws: WorkspaceKeys, pid: str, purpose: str, status: str = "granted",
+                **fields: Any) -> dict:
+    resp = await client.post(f"/v1/profiles/{pid}/consents", json={"purpose": purpose, "status": status, **fields},
+                             headers=ws.admin_headers)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 async def offer(client: httpx.AsyncClient, ws: WorkspaceKeys, name: str, **fields: Any) -> dict:

@@ -27,7 +27,7 @@ async def test_explain_names_every_exclusion(client: httpx.AsyncClient, workspac
     await offer(client, workspace, "paused", paused=True)
     await offer(client, workspace, "expired", valid_until="2020-01-01T00:00:00Z")
     await offer(client, workspace, "future", valid_from="2999-01-01T00:00:00Z")
-    await offer(client, workspace, "pro-only", eligibility={"all": [
+    await offer(client, workspace, "pro-only", eligibility={"and": [
         {"trait": "country", "op": "eq", "value": "FR"}, {"trait": "plan", "op": "eq", "value": "pro"}]})
     ok = await offer(client, workspace, "french", eligibility={"trait": "country", "op": "in", "value": ["FR", "BE"]})
     await offer(client, workspace, "email-only", channels=["email"])  # another channel: not a candidate
@@ -39,7 +39,7 @@ async def test_explain_names_every_exclusion(client: httpx.AsyncClient, workspac
     assert reasons["paused"]["reason"] == "paused"
     assert reasons["expired"]["reason"] == reasons["future"]["reason"] == "outside_validity"
     assert reasons["pro-only"]["reason"] == "not_eligible"
-    assert reasons["pro-only"]["rule_nodes"] == ["/all/1"]  # the country matched; the plan did not
+    assert reasons["pro-only"]["rule_nodes"] == ["/and/1"]  # the country matched; the plan did not
     # Without explain the answer has no exclusions, but the ledger keeps them.
     plain = await decide(client, workspace, pid)
     assert plain["exclusions"] is None
@@ -65,10 +65,10 @@ async def test_computed_trait_rules_and_missing_traits(client: httpx.AsyncClient
 async def test_bad_rule_names_its_pointer(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
     resp = await client.post("/v1/offers", headers=workspace.admin_headers, json={
         "name": "x", "channels": ["web"],
-        "eligibility": {"all": [{"trait": "plan", "op": "eq", "value": "pro"}, {"trait": "plan", "op": "like"}]}})
+        "eligibility": {"and": [{"trait": "plan", "op": "eq", "value": "pro"}, {"trait": "plan", "op": "like"}]}})
     assert resp.status_code == 422
     assert resp.headers["content-type"] == "application/problem+json"
-    assert resp.json()["errors"][0]["pointer"] == "/eligibility/all/1/op"
+    assert resp.json()["errors"][0]["pointer"] == "/eligibility/and/1/op"
 
 
 async def test_caps_per_day_week_total(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.core.db import Database
-from app.jobs.worker import JobContext, Worker, domain_jobs
+from app.jobs.registry import JobContext, JobRegistry
+from app.jobs.worker import Worker, domain_jobs
 from app.traits import jobs as trait_jobs
 from app.traits import service as trait_service
 from tests.conftest import ROOT, WorkspaceKeys, create_workspace_via_api, make_client
@@ -543,10 +544,16 @@ async def test_a_job_lost_from_the_queue_is_not_reused(client: httpx.AsyncClient
     assert lost["status"] == "failed" and "removed from the queue" in lost["error"]
 
 
+def trait_schedules(settings):
+    jobs = JobRegistry(settings)
+    trait_jobs.register(jobs)
+    return jobs.schedules
+
+
 async def test_hourly_schedule_queues_each_workspace_once(
     app, workspace: WorkspaceKeys, other_workspace: WorkspaceKeys, session
 ) -> None:
-    (hourly,) = trait_jobs.schedules(app.state.settings)
+    (hourly,) = trait_schedules(app.state.settings)
     assert hourly.cron == "0 * * * *"
     ctx = JobContext(db=app.state.db, settings=app.state.settings)
     await hourly.run(ctx)
@@ -556,7 +563,7 @@ async def test_hourly_schedule_queues_each_workspace_once(
         "SELECT convert_from(payload, 'UTF8')::jsonb ->> 'workspace_id' FROM pgqueuer "
         "WHERE entrypoint = 'traits.refresh' AND dedupe_key = ANY(:keys)"), {"keys": keys})).scalars().all()
     assert sorted(queued) == sorted([workspace.workspace_id, other_workspace.workspace_id])
-    assert trait_jobs.schedules(app.state.settings.model_copy(update={"traits_refresh_cron": " "})) == []
+    assert trait_schedules(app.state.settings.model_copy(update={"traits_refresh_cron": " "})) == []
 
 
 async def test_old_job_history_is_pruned(app, workspace: WorkspaceKeys, session) -> None:
@@ -574,8 +581,9 @@ async def test_old_job_history_is_pruned(app, workspace: WorkspaceKeys, session)
         "INSERT INTO identity_change (workspace_id, profile_id, changed_at) VALUES "
         "(:ws, :old, now() - interval '2 hours'), (:ws, :fresh, now() - interval '5 minutes')"
     ), {"ws": workspace.workspace_id, "old": old_job, "fresh": fresh_job})
-    (prune,) = [s for s in domain_jobs(app.state.settings)[1] if s.name == "jobs.prune"]
-    await prune.run(JobContext(db=app.state.db, settings=app.state.settings))
+    ctx = JobContext(db=app.state.db, settings=app.state.settings)
+    for prune in [s for s in domain_jobs(app.state.settings)[1] if s.name in ("jobs.prune", "identity.prune_log")]:
+        await prune.run(ctx)
     changes = (await session.execute(sa.text("SELECT profile_id FROM identity_change WHERE workspace_id = :ws"),
                                      {"ws": workspace.workspace_id})).scalars().all()
     assert changes == [fresh_job]

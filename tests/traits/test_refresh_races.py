@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.db import Database
 from app.jobs import service as job_service
-from app.jobs.worker import JobContext
+from app.jobs.registry import JobContext
 from app.traits import jobs as trait_jobs
 from app.traits import repository as trait_repository
 from app.traits import service as trait_service
