@@ -4,7 +4,8 @@
 
 64,000 customers were sent a men's e-mail, a women's e-mail or nothing, each with
 probability 1/3 (../shared/data/hillstrom.csv). The run:
-1. loads every customer as a profile (POST /v1/imports/profiles, NDJSON with typed traits);
+1. loads every customer as a profile (POST /v1/imports/profiles, NDJSON with typed traits),
+   with their consent to marketing e-mails (POST /v1/imports/consents);
 2. creates the three arms as offers on the e-mail channel (no e-mail is an offer too);
 3. imports one half (random, seeded) as logged decisions with probability 1/3 and their
    outcomes (visit -> click, conversion -> convert with the spend as its value)
@@ -121,7 +122,7 @@ async def run(args: argparse.Namespace) -> None:
         resp = await client.post("/v1/placements", headers=auth, json={
             "name": "email-campaign", "channel": "email", "max_offers": 1, "exploration": "epsilon_greedy"})
         resp.raise_for_status()
-        await grant_email_consent(client, auth, [rows[i]["user_id"] for i in eval_idx])
+        await grant_email_consent(client, auth, [r["user_id"] for r in rows])
 
         t = time.perf_counter()
         start_time = datetime(2008, 3, 1, tzinfo=UTC)
@@ -197,8 +198,15 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def grant_email_consent(client: httpx.AsyncClient, auth: dict, user_ids: list[str]) -> None:
-    """The e-mail channel needs consent; the customers of the test had agreed to e-mails."""
-    return None
+    """The e-mail channel needs consent (decisions never offer without it): the customers
+    the test mailed had agreed to e-mails, recorded here through the consent import."""
+    for start in range(0, len(user_ids), 20000):
+        body = b"\n".join(orjson.dumps({"user_id": u, "purpose": "email_marketing", "channel": "email",
+                                        "status": "granted", "occurred_at": "2008-02-01T00:00:00Z",
+                                        "method": "customer_signup"}) for u in user_ids[start:start + 20000])
+        resp = await client.post("/v1/imports/consents", content=body,
+                                 headers={**auth, "Content-Type": "application/x-ndjson"})
+        resp.raise_for_status()
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """offers, placements, the decision ledger, feedback, cap counters, propensity models, item associations
 
 Revision ID: 0018
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-04 15:00:00.000000+00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0018'
-down_revision: str | Sequence[str] | None = '0011'
+down_revision: str | Sequence[str] | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
