@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from tests.conftest import WorkspaceKeys
-from tests.decisions.helpers import decide, offer, placement, send
+from tests.decisions.helpers import decide, grant, offer, placement, send
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -55,6 +55,7 @@ async def test_retraining_learns_the_known_best_offer(client: httpx.AsyncClient,
     for user, seg in people[:2]:
         r = await client.get("/v1/profiles/lookup", params={"type": "user_id", "value": user}, headers=workspace.admin_headers)
         lookup[seg] = r.json()["id"]
+        await grant(client, workspace, lookup[seg], "personalization")
     before = {seg: (await decide(client, workspace, pid, explore=False))["offers"][0]["name"] for seg, pid in lookup.items()}
     assert before == {"x": "A", "y": "A"}
 
