@@ -4,7 +4,7 @@
     .venv/bin/python bench/decisions.py --profiles 100000 --seconds 20
 
 Set-up (not timed): a workspace with --profiles profiles (traits plan, country, age, vip;
-a third with computed order counts), 50 offers on the web channel with eligibility rules
+a third with computed order counts; 90% with consent to personalisation, which web offers need), 50 offers on the web channel with eligibility rules
 (trait and computed-trait conditions) and caps (per day, per week, total), a placement of 3
 slots with epsilon-greedy exploration. The profiles are written with SQL for speed; the
 offers and placement through the API.
@@ -24,6 +24,7 @@ import asyncio
 import os
 import platform
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -98,7 +99,14 @@ async def setup(base: str, dsn: str, profiles: int, offers: int) -> tuple[str, s
                 """INSERT INTO computed_trait_value (workspace_id, profile_id, name, value, computed_at)
                    SELECT workspace_id, id, 'order_count', to_jsonb((random() * 5)::int), now()
                    FROM profile WHERE workspace_id = $1::uuid AND random() < 0.33""", ws)
-            await conn.execute("ANALYZE profile; ANALYZE computed_trait_value")
+            # Web offers need consent to personalisation: 90% of the people gave it (the rest get
+            # nothing, which the decision still has to find out and record).
+            await conn.execute(
+                """INSERT INTO consent_record (workspace_id, id, profile_id, purpose, channel, status, source, occurred_at)
+                   SELECT workspace_id, gen_random_uuid(), id, 'personalization', NULL, 'granted', 'import',
+                          now() - interval '1 day'
+                   FROM profile WHERE workspace_id = $1::uuid AND random() < 0.9""", ws)
+            await conn.execute("ANALYZE profile; ANALYZE computed_trait_value; ANALYZE consent_record")
             ids = [str(r["id"]) for r in await conn.fetch(
                 "SELECT id FROM profile WHERE workspace_id = $1::uuid ORDER BY random() LIMIT 50000", ws)]
         finally:
@@ -149,6 +157,7 @@ async def main_async(args: argparse.Namespace) -> None:
     dsn = url.replace("postgresql+asyncpg", "postgresql")
     port = args.port
     env = {**os.environ, "DATABASE_URL": url, "CLIENTELE_ADMIN_TOKEN": ADMIN, "CLIENTELE_ENV": "test",
+           "CLIENTELE_CONSENT_SECRET": secrets.token_urlsafe(32),
            "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_DB_POOL_SIZE": str(args.pool)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.decisions:bench_app", "--factory", "--host", "127.0.0.1",
@@ -157,6 +166,8 @@ async def main_async(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
+            if proc.poll() is not None:
+                sys.exit("the server exited during start-up; run it by hand to see why")
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break

@@ -30,6 +30,7 @@ import csv
 import math
 import platform
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,7 @@ async def run(args: argparse.Namespace) -> None:
         eval_idx = eval_idx[: args.eval_size]
 
     settings = Settings(env="test", database_url=args.database_url, admin_token=SecretStr(ADMIN), log_level="WARNING",
+                        consent_secret=SecretStr(secrets.token_urlsafe(32)),
                         run_worker=False)
     await asyncio.to_thread(migrations.upgrade, args.database_url)
     app = create_app(settings)
