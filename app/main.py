@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default=settings.max_body_bytes,
         limits=[
             ("/v1/imports/", settings.import_max_bytes),
+            ("/v1/decisions/import", 64 * 1024 * 1024),
             ("/v1/batch", settings.ingest_max_batch_bytes),
             *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
         ],

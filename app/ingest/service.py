@@ -22,6 +22,7 @@ import asyncpg
 from app.consent import service as consent_service
 from app.core.db import WriteTransaction
 from app.core.errors import ServiceUnavailable
+from app.decisions import service as decision_service
 from app.identity import cache as identity_cache
 from app.identity import service as identity_service
 from app.identity.normalize import IdentitySettings
@@ -203,6 +204,7 @@ async def _ingest_once(
     )
     if unsynced is not None and not identity_cache.apply_changes(unsynced, inserted.head, inserted.changed):
         raise identity_service.RetryBatch("a profile of the batch was merged, split or deleted meanwhile")
+    await decision_service.feedback_from_events(conn, workspace_id=workspace_id, messages=fresh)
     result.accepted = inserted.count
     result.duplicates += len(fresh) - inserted.count
     # Consent signals (context.consent, context.gpc, a consent import's rows, the Sec-GPC

@@ -171,3 +171,39 @@ async def patch_traits(
         {profile.id: {"set": set_, "once": {k: v for k, v in set_once.items() if k not in set_}, "unset": set(unset) - set(set_)}},
     )
     return await get_profile(session, workspace_id=workspace_id, profile_id=profile.id)
+
+
+async def find_profile_ids(
+    session: AsyncSession, *, workspace_id: uuid.UUID, identifiers: list[tuple[str, str]], settings: IdentitySettings
+) -> dict[tuple[str, str], uuid.UUID]:
+    """The profiles of many identifiers in one query ({(type, raw value): profile id}); values are
+    normalised as at ingest, and identifiers that are invalid or unknown are left out."""
+    normalized: dict[tuple[str, str], tuple[str, str]] = {}
+    for type_, value in identifiers:
+        try:
+            ident = normalize_identifier(type_, value, settings)
+        except InvalidIdentifier:
+            continue
+        if ident is not None:
+            normalized[(type_, value)] = (ident.type, ident.value)
+    if not normalized:
+        return {}
+    keys = sorted(set(normalized.values()))
+    rows = await session.execute(
+        sa.text("""SELECT i.type, i.value, i.profile_id FROM unnest(CAST(:types AS text[]), CAST(:values AS text[])) AS k(t, v)
+                   JOIN identity AS i ON i.workspace_id = :ws AND i.type = k.t AND i.value = k.v"""),
+        {"ws": workspace_id, "types": [t for t, _ in keys], "values": [v for _, v in keys]},
+    )
+    found = {(r.type, r.value): r.profile_id for r in rows}
+    return {raw: found[norm] for raw, norm in normalized.items() if norm in found}
+
+
+async def existing_profile_ids(session: AsyncSession, *, workspace_id: uuid.UUID, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these ids are profiles of the workspace (one query)."""
+    if not ids:
+        return set()
+    rows = await session.scalars(sa.select(Profile.id).where(
+        Profile.workspace_id == workspace_id,
+        Profile.id == sa.any_(sa.literal(list(set(ids)), sa.dialects.postgresql.ARRAY(sa.dialects.postgresql.UUID(as_uuid=True)))),
+    ))
+    return set(rows)

@@ -1,0 +1,377 @@
+"""Every read and write of the decision domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.decisions.models import (
+    EVERYONE,
+    Decision,
+    DecisionFeedback,
+    DecisionOffer,
+    ItemAssociation,
+    OfferCapCounter,
+    OfferModel,
+)
+from app.ingest.models import Event
+from app.profiles.models import Profile
+
+ORDER_EVENT = "Order Completed"
+profile = Profile.__table__
+ctv = sa.table("computed_trait_value", sa.column("workspace_id"), sa.column("profile_id"), sa.column("name"),
+               sa.column("value", pg.JSONB))
+event = Event.__table__
+counter = OfferCapCounter.__table__
+
+
+def _of_profile(workspace_id: Any, profile_id: Any) -> sa.ColumnElement[bool]:
+    # The same spelling as app.ingest.models.of_profile (the profile index, whatever the stats say).
+    return sa.and_(event.c.profile_id == profile_id, event.c.workspace_id.is_not_distinct_from(workspace_id))
+
+
+def _count_since(days: int, limit: int = 1000) -> sa.ScalarSelect[Any]:
+    recent = (
+        sa.select(sa.literal(1)).where(
+            _of_profile(profile.c.workspace_id, profile.c.id),
+            event.c.timestamp > sa.func.now() - sa.text(f"interval '{int(days)} days'"),
+        ).correlate(profile).limit(limit).subquery()
+    )
+    return sa.select(sa.func.count()).select_from(recent).scalar_subquery()
+
+
+def _last_order_items() -> sa.ScalarSelect[Any]:
+    """The product ids of the person's last order, as a jsonb array."""
+    last = (
+        sa.select(event.c.properties["products"].label("products"))
+        .where(_of_profile(profile.c.workspace_id, profile.c.id), event.c.event == ORDER_EVENT)
+        .order_by(event.c.timestamp.desc()).limit(1)
+        .correlate(profile).scalar_subquery()
+    )
+    return last
+
+
+async def profile_state(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    profile_id: uuid.UUID,
+    rules: dict[str, sa.ColumnElement[bool]],
+    capped_offers: Sequence[uuid.UUID],
+    periods: Sequence[str],
+    last_order: bool,
+) -> dict[str, Any] | None:
+    """Everything a decision needs about the person, in one round trip: traits, computed traits,
+    recent behaviour, every candidate's eligibility (one column per rule), cap counters, the
+    latest model version and (for complementary-item offers) the last order's items."""
+    computed = (
+        sa.select(sa.func.jsonb_object_agg(ctv.c.name, ctv.c.value))
+        .where(ctv.c.workspace_id == profile.c.workspace_id, ctv.c.profile_id == profile.c.id)
+        .correlate(profile).scalar_subquery()
+    )
+    last_seen = (
+        sa.select(event.c.timestamp).where(_of_profile(profile.c.workspace_id, profile.c.id))
+        .order_by(event.c.timestamp.desc()).limit(1).correlate(profile).scalar_subquery()
+    )
+    counters = (
+        sa.select(sa.func.jsonb_agg(sa.func.jsonb_build_array(
+            counter.c.offer_id, counter.c.profile_id == EVERYONE, counter.c.period, counter.c.count)))
+        .where(counter.c.workspace_id == profile.c.workspace_id,
+               counter.c.profile_id.in_([profile.c.id, sa.literal(EVERYONE, pg.UUID(as_uuid=True))]),
+               counter.c.offer_id == sa.func.any(sa.literal(list(capped_offers), pg.ARRAY(pg.UUID(as_uuid=True)))),
+               counter.c.period == sa.func.any(sa.literal(list(periods), pg.ARRAY(sa.Text))))
+        .correlate(profile).scalar_subquery()
+    ) if capped_offers else sa.null()
+    version = (
+        sa.select(sa.func.max(OfferModel.version)).where(OfferModel.workspace_id == profile.c.workspace_id)
+        .correlate(profile).scalar_subquery()
+    )
+    columns = [
+        profile.c.id, profile.c.merged_into, profile.c.traits, computed.label("computed"),
+        _count_since(7).label("events_7d"), _count_since(30).label("events_30d"), last_seen.label("last_seen"),
+        counters.label("counters"), version.label("model_version"),
+        (_last_order_items() if last_order else sa.null()).label("last_order"),
+        *[expr.label(label) for label, expr in rules.items()],
+    ]
+    row = (await session.execute(
+        sa.select(*columns).where(profile.c.workspace_id == workspace_id, profile.c.id == profile_id)
+    )).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def lock_counters(
+    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, uuid.UUID, str], int]:
+    """Create the counters that do not exist yet, then lock them all (in key order, so two
+    decisions never wait on each other in a cycle) and return their counts."""
+    ordered = sorted(set(keys), key=lambda k: (str(k[0]), str(k[1]), k[2]))
+    values = [{"workspace_id": workspace_id, "profile_id": p, "offer_id": o, "period": per, "count": 0}
+              for p, o, per in ordered]
+    await session.execute(pg.insert(counter).values(values).on_conflict_do_nothing())
+    cond = sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
+        [sa.tuple_(sa.literal(p, pg.UUID(as_uuid=True)), sa.literal(o, pg.UUID(as_uuid=True)), sa.literal(per))
+         for p, o, per in ordered])
+    rows = await session.execute(
+        sa.select(counter.c.profile_id, counter.c.offer_id, counter.c.period, counter.c.count)
+        .where(counter.c.workspace_id == workspace_id, cond)
+        .order_by(counter.c.profile_id, counter.c.offer_id, counter.c.period)
+        .with_for_update()
+    )
+    return {(r.profile_id, r.offer_id, r.period): r.count for r in rows}
+
+
+async def increment_counters(
+    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
+) -> None:
+    if not keys:
+        return
+    cond = sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
+        [sa.tuple_(sa.literal(p, pg.UUID(as_uuid=True)), sa.literal(o, pg.UUID(as_uuid=True)), sa.literal(per))
+         for p, o, per in keys])
+    await session.execute(
+        sa.update(counter).where(counter.c.workspace_id == workspace_id, cond).values(count=counter.c.count + 1)
+    )
+
+
+async def insert_decision(session: AsyncSession, decision: dict[str, Any], offers: list[dict[str, Any]]) -> None:
+    await session.execute(sa.insert(Decision.__table__).values(decision))
+    if offers:
+        await session.execute(sa.insert(DecisionOffer.__table__).values(offers))
+
+
+async def insert_decisions(session: AsyncSession, decisions: list[dict[str, Any]], offers: list[dict[str, Any]]) -> int:
+    """Many decisions at once (imports); existing ids are skipped. Returns how many were new."""
+    if not decisions:
+        return 0
+    new = (await session.execute(
+        pg.insert(Decision.__table__).values(decisions).on_conflict_do_nothing().returning(Decision.__table__.c.id)
+    )).scalars().all()
+    fresh = set(new)
+    rows = [o for o in offers if o["decision_id"] in fresh]
+    if rows:
+        await session.execute(pg.insert(DecisionOffer.__table__).values(rows).on_conflict_do_nothing())
+    return len(fresh)
+
+
+async def get_decision(session: AsyncSession, workspace_id: uuid.UUID, decision_id: uuid.UUID) -> Decision | None:
+    return await session.scalar(
+        sa.select(Decision).where(Decision.workspace_id == workspace_id, Decision.id == decision_id)
+    )
+
+
+async def list_profile_decisions(
+    session: AsyncSession, workspace_id: uuid.UUID, profile_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Decision]:
+    q = sa.select(Decision).where(Decision.workspace_id == workspace_id, Decision.profile_id == profile_id)
+    if after is not None:
+        q = q.where(sa.tuple_(Decision.created_at, Decision.id) < sa.tuple_(*after))
+    return (await session.scalars(q.order_by(Decision.created_at.desc(), Decision.id.desc()).limit(limit))).all()
+
+
+async def feedback_of(
+    session: AsyncSession, workspace_id: uuid.UUID, decision_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[DecisionFeedback]]:
+    out: dict[uuid.UUID, list[DecisionFeedback]] = {d: [] for d in decision_ids}
+    if decision_ids:
+        rows = await session.scalars(
+            sa.select(DecisionFeedback)
+            .where(DecisionFeedback.workspace_id == workspace_id, DecisionFeedback.decision_id.in_(list(decision_ids)))
+            .order_by(DecisionFeedback.occurred_at, DecisionFeedback.id)
+        )
+        for f in rows:
+            out[f.decision_id].append(f)
+    return out
+
+
+async def served(session: AsyncSession, workspace_id: uuid.UUID, decision_id: uuid.UUID, offer_id: uuid.UUID) -> bool:
+    return bool(await session.scalar(
+        sa.select(sa.literal(True)).where(
+            DecisionOffer.workspace_id == workspace_id, DecisionOffer.decision_id == decision_id,
+            DecisionOffer.offer_id == offer_id,
+        )
+    ))
+
+
+async def insert_feedback(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    result = await session.execute(pg.insert(DecisionFeedback.__table__).values(rows).on_conflict_do_nothing())
+    return result.rowcount or 0
+
+
+# Feedback carried by tracked events: the batch's new events named below that carry a
+# decision_id and offer_id of a decision that served that offer. One statement per batch, run
+# only when the batch holds such events; replays insert nothing (unique message_id).
+FEEDBACK_FROM_EVENTS = """
+INSERT INTO decision_feedback (workspace_id, id, decision_id, offer_id, profile_id, type, value, source, message_id,
+                               occurred_at)
+SELECT e.workspace_id, gen_random_uuid(), o.decision_id, o.offer_id, o.profile_id,
+       CASE e.event WHEN 'Offer Viewed' THEN 'impression' WHEN 'Offer Clicked' THEN 'click'
+                    WHEN 'Offer Accepted' THEN 'accept' WHEN 'Offer Declined' THEN 'decline' ELSE 'convert' END,
+       CASE WHEN e.event = 'Order Completed' AND jsonb_typeof(coalesce(e.properties->'revenue', e.properties->'total'))
+                 = 'number' THEN (coalesce(e.properties->'revenue', e.properties->'total'))::text::float8 END,
+       'event', e.message_id, e.timestamp
+FROM event AS e
+JOIN decision_offer AS o
+  ON o.workspace_id = e.workspace_id
+ AND o.decision_id = CASE WHEN e.properties->>'decision_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                          THEN (e.properties->>'decision_id')::uuid END
+ AND o.offer_id = CASE WHEN e.properties->>'offer_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                       THEN (e.properties->>'offer_id')::uuid END
+WHERE e.workspace_id = $1 AND e.message_id = ANY($2::text[])
+ON CONFLICT DO NOTHING
+"""
+
+
+async def feedback_from_events(conn: Any, workspace_id: uuid.UUID, message_ids: Sequence[str]) -> None:
+    await conn.execute(FEEDBACK_FROM_EVENTS, workspace_id, list(message_ids))
+
+
+async def training_rows(session: AsyncSession, workspace_id: uuid.UUID, positives: Sequence[str], limit: int) -> list[Any]:
+    """The latest `limit` served offers with their logged probability, the decision's features
+    and whether a positive outcome followed (control decisions included: their probabilities
+    are logged like any other)."""
+    fb = DecisionFeedback.__table__
+    label = (
+        sa.select(sa.literal(1)).where(
+            fb.c.workspace_id == DecisionOffer.workspace_id, fb.c.decision_id == DecisionOffer.decision_id,
+            fb.c.offer_id == DecisionOffer.offer_id, fb.c.type.in_(list(positives)),
+        ).exists()
+    )
+    q = (
+        sa.select(DecisionOffer.offer_id, DecisionOffer.created_at, DecisionOffer.probability, Decision.features,
+                  label.label("label"))
+        .join(Decision, sa.and_(Decision.workspace_id == DecisionOffer.workspace_id, Decision.id == DecisionOffer.decision_id))
+        .where(DecisionOffer.workspace_id == workspace_id, Decision.fallback.is_(False))
+        .order_by(DecisionOffer.created_at.desc()).limit(limit)
+    )
+    return list(await session.execute(q))
+
+
+async def latest_model(session: AsyncSession, workspace_id: uuid.UUID) -> OfferModel | None:
+    return await session.scalar(
+        sa.select(OfferModel).where(OfferModel.workspace_id == workspace_id).order_by(OfferModel.version.desc()).limit(1)
+    )
+
+
+async def get_model(session: AsyncSession, workspace_id: uuid.UUID, version: int) -> OfferModel | None:
+    return await session.scalar(
+        sa.select(OfferModel).where(OfferModel.workspace_id == workspace_id, OfferModel.version == version)
+    )
+
+
+async def list_models(session: AsyncSession, workspace_id: uuid.UUID, limit: int = 50) -> Sequence[OfferModel]:
+    return (await session.scalars(
+        sa.select(OfferModel).where(OfferModel.workspace_id == workspace_id).order_by(OfferModel.version.desc()).limit(limit)
+    )).all()
+
+
+async def insert_model(session: AsyncSession, workspace_id: uuid.UUID, target: str, params: dict[str, Any],
+                       metrics: dict[str, Any]) -> int:
+    """The next version number, taken under a per-workspace advisory lock (two trainings at once
+    get distinct versions)."""
+    await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended('offer_model:' || :ws, 0))"),
+                          {"ws": str(workspace_id)})
+    version = (await session.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(OfferModel.version), 0) + 1).where(OfferModel.workspace_id == workspace_id)
+    ))
+    await session.execute(sa.insert(OfferModel.__table__).values(
+        workspace_id=workspace_id, version=version, target=target, params=params, metrics=metrics))
+    return int(version)
+
+
+# --- purchases and associations ---------------------------------------------------------------
+
+_products = sa.func.jsonb_array_elements(
+    sa.case((sa.func.jsonb_typeof(event.c.properties["products"]) == "array", event.c.properties["products"]),
+            else_=sa.cast(sa.literal("[]"), pg.JSONB))
+).table_valued("value").alias("p")
+
+
+async def purchases(session: AsyncSession, workspace_id: uuid.UUID, since: datetime | None = None) -> list[tuple[str, str]]:
+    """(profile, product id) of every order's products."""
+    item = _products.c.value.op("->>")("product_id")
+    q = (
+        sa.select(sa.cast(event.c.profile_id, sa.Text), item)
+        .select_from(event).join(_products, sa.true())
+        .where(event.c.workspace_id == workspace_id, event.c.event == ORDER_EVENT, event.c.profile_id.is_not(None),
+               item.is_not(None))
+    )
+    if since is not None:
+        q = q.where(event.c.timestamp >= since)
+    return [(r[0], r[1]) for r in await session.execute(q)]
+
+
+async def profile_purchases(session: AsyncSession, workspace_id: uuid.UUID, profile_id: uuid.UUID, limit: int = 200) -> list[Any]:
+    """(product id, time) of the person's latest orders' products."""
+    orders = (
+        sa.select(event.c.properties, event.c.timestamp)
+        .where(_of_profile(workspace_id, profile_id), event.c.event == ORDER_EVENT)
+        .order_by(event.c.timestamp.desc()).limit(limit).subquery()
+    )
+    products = sa.func.jsonb_array_elements(
+        sa.case((sa.func.jsonb_typeof(orders.c.properties["products"]) == "array", orders.c.properties["products"]),
+                else_=sa.cast(sa.literal("[]"), pg.JSONB))
+    ).table_valued("value").alias("p")
+    item = products.c.value.op("->>")("product_id")
+    q = sa.select(item.label("item"), orders.c.timestamp).select_from(orders).join(products, sa.true()).where(item.is_not(None))
+    return list(await session.execute(q))
+
+
+async def replace_associations(
+    session: AsyncSession, workspace_id: uuid.UUID, neighbours: dict[str, list[tuple[str, float, int]]],
+    popularity: dict[str, int],
+) -> int:
+    table = ItemAssociation.__table__
+    await session.execute(sa.delete(table).where(table.c.workspace_id == workspace_id))
+    doc = [[i, o, s, n] for i, rows in neighbours.items() for o, s, n in rows]
+    doc += [["", item, float(n), n] for item, n in popularity.items()]
+    if doc:
+        await session.execute(sa.text(
+            """INSERT INTO item_association (workspace_id, item_id, other_item_id, score, support)
+               SELECT :ws, r->>0, r->>1, (r->>2)::float8, (r->>3)::int FROM jsonb_array_elements(CAST(:doc AS jsonb)) AS r"""
+        ), {"ws": workspace_id, "doc": orjson.dumps(doc).decode()})
+    return len(doc)
+
+
+async def associations(
+    session: AsyncSession, workspace_id: uuid.UUID, items: Sequence[str], popular: int
+) -> tuple[dict[str, list[tuple[str, float, int]]], dict[str, int]]:
+    table = ItemAssociation.__table__
+    neighbours: dict[str, list[tuple[str, float, int]]] = {}
+    rows = await session.execute(
+        sa.select(table.c.item_id, table.c.other_item_id, table.c.score, table.c.support)
+        .where(table.c.workspace_id == workspace_id, table.c.item_id.in_(list(items)))
+        .order_by(table.c.item_id, table.c.score.desc())
+    ) if items else []
+    for r in rows:
+        neighbours.setdefault(r.item_id, []).append((r.other_item_id, r.score, r.support))
+    pop_rows = await session.execute(
+        sa.select(table.c.other_item_id, table.c.support)
+        .where(table.c.workspace_id == workspace_id, table.c.item_id == "")
+        .order_by(table.c.support.desc(), table.c.other_item_id).limit(popular)
+    )
+    return neighbours, {r.other_item_id: r.support for r in pop_rows}
+
+
+async def imported_ids(session: AsyncSession, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of these decisions have no feedback yet (so a re-run import adds none twice)."""
+    if not ids:
+        return []
+    fb = DecisionFeedback.__table__
+    rows = await session.scalars(
+        sa.select(Decision.id).where(
+            Decision.workspace_id == workspace_id,
+            Decision.id == sa.any_(sa.literal(list(ids), pg.ARRAY(pg.UUID(as_uuid=True)))),
+            ~sa.select(fb.c.id).where(fb.c.workspace_id == workspace_id, fb.c.decision_id == Decision.id).exists(),
+        )
+    )
+    return list(rows)
