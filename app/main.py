@@ -15,6 +15,7 @@ from app import api
 from app.core.config import Settings, get_settings
 from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from app.core.guards import InputGuard, MethodGuard
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, DirectRoutes, RequestContextMiddleware
 from app.ingest import router as ingest_router
@@ -86,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db_concurrency=settings.ingest_db_concurrency,
     )
     single = settings.ingest_max_message_bytes
+    tracking = ("track", "identify", "page", "screen", "group", "alias")
+    app.add_middleware(MethodGuard)
+    app.add_middleware(InputGuard, own_rules=["/v1/batch", *(f"/v1/{t}" for t in tracking)])
     app.add_middleware(DirectRoutes, routes={("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE)})
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -93,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=[
             ("/v1/imports/", settings.import_max_bytes),
             ("/v1/batch", settings.ingest_max_batch_bytes),
-            *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
+            *((f"/v1/{t}", single) for t in tracking),
         ],
     )
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every response

@@ -33,7 +33,8 @@ class WorkspaceUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000)
+    # Strict: `false` or "5" is a mistake to report, not 0 or 5 messages/s.
+    ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000, strict=True)
 
 
 class WorkspaceCreated(BaseModel):
