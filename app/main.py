@@ -129,6 +129,25 @@ def _problem_validation_responses(schema: dict[str, Any]) -> None:
             for code, r in resp.items():
                 if code.startswith(("4", "5")) and "content" in r:
                     r["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}}
+    # What the guards and error handlers answer on any route (app/core/guards.py, errors.py).
+    for path, item in schema.get("paths", {}).items():
+        for op in item.values():
+            resp = op.setdefault("responses", {})
+            body = op.get("requestBody", {}).get("content", {})
+            if ("application/json" in body or op.get("parameters")) and "400" not in resp:
+                resp["400"] = {
+                    "description": "Bad Request: malformed JSON, or a value no route accepts (a NUL character, an "
+                    "unpaired surrogate, invalid UTF-8, an integer past 64 bits, a number past a double, nesting past "
+                    "64 levels).",
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}},
+                }
+            if path.startswith("/v1/") and "503" not in resp:
+                resp["503"] = {
+                    "description": "Service Unavailable: the database cannot be reached or is overloaded; retry "
+                    "after `Retry-After` seconds.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}},
+                }
     comps = schema.get("components", {}).get("schemas", {})
     comps.pop("HTTPValidationError", None)
     comps.pop("ValidationError", None)
