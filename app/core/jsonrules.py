@@ -42,10 +42,22 @@ class JsonRuleError(Exception):
 
 # --- JSON text ---------------------------------------------------------------------------------
 
-# Anything that could be an integer past 64 bits (19 digits in a row) or a double past its range
-# (an exponent of three digits or more, ended as a number ends). Inside strings too: a false
-# alarm only costs the exact check of `check_numbers`.
-_SUSPECT_NUMBER = re.compile(rb"[0-9]{19}|[eE][-+]?[0-9]{3,}[,}\]\s]")
+# The shape of numbers, one byte per byte (bytes.translate: one C loop over a body): digits
+# become 0, e/E become e, what ends a number becomes a comma, signs are dropped, anything else
+# (letters, quotes) becomes x. An integer past 64 bits has 19 digits in a row ("0" * 19); a
+# double past its range has an exponent of three digits or more, which ends as a number ends
+# ("e000," for three digits; four or more are looked for only where "0000," occurs). A hex id
+# ("...5e442f...") never matches: inside a string the digits are followed by a letter or a
+# quote. Text in strings can still raise a false alarm, which only costs the exact check.
+_SHAPE = bytes.maketrans(
+    bytes(range(256)),
+    bytes(
+        ord("0") if chr(c).isdigit() and c < 128 else ord("e") if c in b"eE"
+        else ord(",") if c in b",]}\x20\t\r\n" else ord("x")
+        for c in range(256)
+    ),
+)
+_LONG_EXPONENT = re.compile(rb"e0{4,},")
 # Strings, whose contents are not numbers, and number tokens (JSON's grammar, leniently).
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -61,7 +73,11 @@ _REPLACEMENT = b"\\ufffd"
 
 def suspect_numbers(data: bytes) -> bool:
     """Whether this JSON text may hold a number `check_numbers` rejects (never a false no)."""
-    return _SUSPECT_NUMBER.search(data) is not None
+    shape = data.translate(_SHAPE, b"+-")
+    return (
+        b"0000000000000000000" in shape or b"e000," in shape
+        or (b"0000," in shape and _LONG_EXPONENT.search(shape) is not None)
+    )
 
 
 def number_problem(token: bytes | str) -> str | None:
