@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     single = settings.ingest_max_message_bytes
     tracking = ("track", "identify", "page", "screen", "group", "alias")
     app.add_middleware(MethodGuard)
-    app.add_middleware(InputGuard, own_rules=["/v1/batch", *(f"/v1/{t}" for t in tracking)])
+    app.add_middleware(InputGuard, own_rules=["/v1/batch", "/v1/imports/", *(f"/v1/{t}" for t in tracking)])
     app.add_middleware(DirectRoutes, routes={("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE)})
     app.add_middleware(
         BodySizeLimitMiddleware,

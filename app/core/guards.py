@@ -37,11 +37,14 @@ def _is_json(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 
 class InputGuard:
-    """`own_rules`: paths whose handlers apply the rules themselves, message by message."""
+    """`own_rules`: path prefixes whose handlers apply the rules themselves, message by message
+    or row by row (the tracking routes, imports, which also answer a wrong Content-Type)."""
 
     def __init__(self, app: ASGIApp, *, own_rules: Iterable[str] = ()) -> None:
         self.app = app
-        self.own_rules = frozenset(own_rules)
+        rules = list(own_rules)
+        self.own_paths = frozenset(r for r in rules if not r.endswith("/"))
+        self.own_prefixes = tuple(r for r in rules if r.endswith("/"))  # "/v1/imports/": every path under it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +55,7 @@ class InputGuard:
             await self._refuse(scope, receive, send, "bad_character",
                                "The path or query string holds a NUL character (%00), which cannot be stored or searched for.")
             return
-        if scope.get("method") not in _BODY_METHODS or path in self.own_rules or not _is_json(scope.get("headers", ())):
+        if scope.get("method") not in _BODY_METHODS or (path in self.own_paths or path.startswith(self.own_prefixes)) or not _is_json(scope.get("headers", ())):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
