@@ -17,6 +17,7 @@ from app.core.cors import PublicCorsMiddleware
 from app.core.docs import install_docs
 from app.core.db import Database, aresolve_database_url, create_engine
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from app.core.guards import InputGuard, MethodGuard
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, DirectRoutes, RequestContextMiddleware
 from app.ingest import router as ingest_router
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db_concurrency=settings.ingest_db_concurrency,
     )
     single = settings.ingest_max_message_bytes
+    tracking = ("track", "identify", "page", "screen", "group", "alias")
+    app.add_middleware(MethodGuard)
+    app.add_middleware(InputGuard, own_rules=["/v1/batch", "/v1/imports/", *(f"/v1/{t}" for t in tracking)])
     app.add_middleware(DirectRoutes, routes={("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE)})
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -101,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("/v1/imports/", settings.import_max_bytes),
             ("/v1/decisions/import", 64 * 1024 * 1024),
             ("/v1/batch", settings.ingest_max_batch_bytes),
-            *((f"/v1/{t}", single) for t in ("track", "identify", "page", "screen", "group", "alias")),
+            *((f"/v1/{t}", single) for t in tracking),
         ],
     )
     app.add_middleware(PublicCorsMiddleware, paths=ingest_router.TRACKING_PATHS)
@@ -134,6 +138,25 @@ def _problem_validation_responses(schema: dict[str, Any]) -> None:
             for code, r in resp.items():
                 if code.startswith(("4", "5")) and "content" in r:
                     r["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}}
+    # What the guards and error handlers answer on any route (app/core/guards.py, errors.py).
+    for path, item in schema.get("paths", {}).items():
+        for op in item.values():
+            resp = op.setdefault("responses", {})
+            body = op.get("requestBody", {}).get("content", {})
+            if ("application/json" in body or op.get("parameters")) and "400" not in resp:
+                resp["400"] = {
+                    "description": "Bad Request: malformed JSON, or a value no route accepts (a NUL character, an "
+                    "unpaired surrogate, invalid UTF-8, an integer past 64 bits, a number past a double, nesting past "
+                    "64 levels).",
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}},
+                }
+            if path.startswith("/v1/") and "503" not in resp:
+                resp["503"] = {
+                    "description": "Service Unavailable: the database cannot be reached or is overloaded; retry "
+                    "after `Retry-After` seconds.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}},
+                }
     comps = schema.get("components", {}).get("schemas", {})
     comps.pop("HTTPValidationError", None)
     comps.pop("ValidationError", None)

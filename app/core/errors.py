@@ -8,6 +8,7 @@ with the request id and nothing else (the log has the traceback).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -195,6 +196,34 @@ _STATUS_CODES = {
 }
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+# The database is down, restarting or unreachable (connection refused, reset, name not
+# resolved, "the database system is starting up / shutting down").
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, socket.gaierror)
+
+
+def _postgres_connection_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (
+        asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
+    )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether this exception (or what SQLAlchemy wrapped) means the database cannot be reached."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        exc = getattr(orig, "__cause__", None) or orig  # the adapter wraps the asyncpg error
+    return isinstance(exc, _CONNECTION_ERRORS + _postgres_connection_errors())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def app_error(request: Request, exc: AppError) -> Response:
         if exc.status >= 500:
@@ -241,9 +270,27 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path, headers={"Retry-After": "1"},
         )
 
+    async def database_unreachable(request: Request, exc: Exception) -> Response:
+        if not is_connection_error(exc):
+            log.error("request failed", exc_info=exc)
+            return problem_response(
+                status=500, code="internal_error", title="Internal Server Error",
+                detail="An unexpected error occurred. Quote the request id when reporting it.",
+                instance=request.url.path,
+            )
+        log.warning("database unreachable", exc_info=exc)
+        return problem_response(
+            status=503, code="database_unavailable", title="Service Unavailable",
+            detail="The database cannot be reached right now; retry shortly.",
+            instance=request.url.path, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     app.add_exception_handler(PoolTimeout, pool_exhausted)  # type: ignore[arg-type]
+    for cls in (*_CONNECTION_ERRORS, *_postgres_connection_errors(), DBAPIError):
+        app.add_exception_handler(cls, database_unreachable)  # type: ignore[arg-type]
     app.add_exception_handler(AppError, app_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]

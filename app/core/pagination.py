@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.core.errors import BadRequest
 
@@ -17,6 +18,21 @@ MAX_LIMIT = 1000
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-1000).")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
+
+
+def in_utc(value: datetime) -> datetime:
+    """A time as the database reads it back (UTC; zone-less means UTC). 0001-01-01T00:00+01:00
+    is before year 1 there, which no one can store or read: a ValueError (a 422 in a query)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside years 1 to 9999 once converted to UTC") from None
+
+
+Instant = Annotated[datetime, AfterValidator(in_utc)]
+"""A date-time query parameter, in UTC and within the range every layer can hold."""
 
 
 class CursorPage(BaseModel, Generic[T]):

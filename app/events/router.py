@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -8,7 +7,7 @@ from fastapi import APIRouter, Query
 from app.core.auth import ReadPrincipal
 from app.core.db import SessionDep
 from app.core.errors import responses
-from app.core.pagination import Cursor, Limit
+from app.core.pagination import Cursor, Instant, Limit
 from app.events import service
 from app.events.schemas import EventPage, EventPublic
 
@@ -23,8 +22,8 @@ async def list_events(
     principal: ReadPrincipal,
     type: Annotated[MessageType | None, Query(description="Message type.")] = None,
     event: Annotated[str | None, Query(max_length=500, description="track event name.")] = None,
-    since: Annotated[datetime | None, Query(description="Events at or after this time.")] = None,
-    until: Annotated[datetime | None, Query(description="Events before this time.")] = None,
+    since: Annotated[Instant | None, Query(description="Events at or after this time.")] = None,
+    until: Annotated[Instant | None, Query(description="Events before this time.")] = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> EventPage:

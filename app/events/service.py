@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import BadRequest
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import decode_cursor, encode_cursor, in_utc
 from app.events import repository
 from app.ingest.models import Event
 
@@ -29,7 +29,7 @@ async def list_events(
     if cursor:
         ts, mid = decode_cursor(cursor, 2)
         try:
-            after = (datetime.fromisoformat(ts), mid)
+            after = (in_utc(datetime.fromisoformat(ts)), mid)
         except ValueError:
             raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
     rows = await repository.list_events(session, repository.events_query(

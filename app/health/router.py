@@ -8,10 +8,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from app.core.errors import ServiceUnavailable, responses
+from app.core.errors import DATABASE_RETRY_AFTER_SECONDS, ServiceUnavailable, responses
 from app.core.migrations import head_revisions
 
 router = APIRouter(tags=["health"])
+_RETRY = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
 
 
 # /healthz must answer even when the database does not: it waits this long for the revision.
@@ -50,16 +51,18 @@ async def healthz(request: Request) -> Health:
 @router.get("/readyz", response_model=Health, responses=responses(503), summary="Readiness: database reachable and migrated")
 async def readyz(request: Request) -> Health:
     if getattr(request.app.state, "db", None) is None:
-        raise ServiceUnavailable("The database is not configured yet.")
+        raise ServiceUnavailable("The database is not configured yet.", headers=_RETRY)
     try:
         version = await _database_revisions(request)
     except Exception as exc:  # any failure to reach the database means "not ready"
-        raise ServiceUnavailable(f"The database is unreachable or not migrated ({type(exc).__name__}).") from exc
+        raise ServiceUnavailable(
+            f"The database is unreachable or not migrated ({type(exc).__name__}).", headers=_RETRY
+        ) from exc
     heads = head_revisions()
     if set(version) != heads:
         raise ServiceUnavailable(
             f"The database is at migration {sorted(version) or 'none'}, the code expects {sorted(heads)}; "
-            "run `clientele migrate`."
+            "run `clientele migrate`.", headers=_RETRY,
         )
     return Health(status="ok", migration=",".join(sorted(version)))
 

@@ -17,6 +17,7 @@ counted, so the number is the line an editor shows).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import math
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.consent import service as consent_service
 from app.consent.service import hash_proof
 from app.consent.signals import Signal
+from app.core import jsonrules
 from app.core.config import Settings
 from app.core.db import session_write_transaction
 from app.core.errors import AppError, BadRequest, PayloadTooLarge
@@ -49,7 +51,9 @@ from app.workspaces.service import get_workspace
 CHUNK_ROWS = 1000  # rows per transaction: bounds memory, statement size and lock time
 MAX_REPORTED_REJECTIONS = 1000
 MAX_RECORD_BYTES = 1024 * 1024  # a line (or a multi-line CSV record); messages are capped at 32 KB anyway
-_INFLATE_PIECE = 256 * 1024  # largest slice of inflated bytes handled at once (gzip bombs stay small)
+# Largest slice of (inflated) bytes handled at once: gzip bombs stay small, and the event loop
+# gets control back after each slice (see _items), however the body arrives.
+_INFLATE_PIECE = 64 * 1024
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _BOM = b"\xef\xbb\xbf"
 _QUOTE = ord('"')
@@ -126,6 +130,8 @@ def _number(name: str, value: Any) -> int | float:
     if isinstance(value, bool):
         raise _Reject("bad_number", f"{name} must be a number, got a boolean")
     if isinstance(value, int):
+        if (problem := jsonrules.number_problem(str(value))) is not None:
+            raise _Reject("bad_number", f"{name}: {problem}")
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -134,6 +140,8 @@ def _number(name: str, value: Any) -> int | float:
     if isinstance(value, str):
         text = value.strip()
         if _INTEGER.fullmatch(text):
+            if (problem := jsonrules.number_problem(text.lstrip("+"))) is not None:
+                raise _Reject("bad_number", f"{name}: {problem}")
             return int(text)
         if _DECIMAL.fullmatch(text):  # float() alone would also take "nan", "inf" and "1_0"
             number = float(text)
@@ -317,8 +325,8 @@ class _Inflater:
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         if self._z is None:
-            if data:
-                yield self._count(data)
+            for start in range(0, len(data), _INFLATE_PIECE):
+                yield self._count(data[start:start + _INFLATE_PIECE])
             return
         while data or self._member_started:
             self._member_started = True
@@ -390,14 +398,27 @@ class RowReader:
         self._csv_row = 0
 
     def feed(self, data: bytes) -> Iterator[Item]:
-        for piece in self._inflater.feed(data):
-            self._pending += piece
-            if b"\n" in piece:
-                *lines, last = self._pending.split(b"\n")
-                self._pending = bytearray(last)
-                for line in lines:
-                    yield from self._line(bytes(line))
-            self._check_pending()
+        for piece in self.pieces(data):
+            yield from self.consume(piece)
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """The body's bytes, inflated, in slices of at most _INFLATE_PIECE."""
+        return self._inflater.feed(data)
+
+    def consume(self, piece: bytes) -> Iterator[Item]:
+        self._pending += piece
+        if b"\n" in piece:
+            if not self._parts and self._pending.isspace():
+                # Blank lines only (outside a quoted CSV field): counted, not split one by one.
+                end = self._pending.rfind(b"\n") + 1
+                self._line_no += self._pending.count(b"\n", 0, end)
+                del self._pending[:end]
+                return
+            *lines, last = self._pending.split(b"\n")
+            self._pending = bytearray(last)
+            for line in lines:
+                yield from self._line(bytes(line))
+        self._check_pending()
 
     def finish(self) -> Iterator[Item]:
         self._inflater.finish()  # before the last line: a truncated stream must not import half a row
@@ -453,6 +474,10 @@ class RowReader:
 
     def _ndjson(self, line: bytes) -> Item:
         row = self._line_no
+        try:  # the tracking API's rules, before decoding (orjson rounds integers past 64 bits)
+            jsonrules.check_text(line)
+        except jsonrules.JsonRuleError as exc:
+            return RowError(row, None, exc.code, exc.reason)
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -624,8 +649,12 @@ class _Importer:
 
 async def _items(reader: RowReader, body: AsyncIterable[bytes]) -> AsyncIterator[Item]:
     async for data in body:
-        for item in reader.feed(data):
-            yield item
+        for piece in reader.pieces(data):
+            for item in reader.consume(piece):
+                yield item
+            # A body already received arrives without the loop getting control back in
+            # between: hand it back after each slice, so no request waits on this one.
+            await asyncio.sleep(0)
     for item in reader.finish():
         yield item
 

@@ -31,16 +31,13 @@ import msgspec
 import orjson
 
 from app.consent.signals import Signal, signal_from_context
+from app.core import jsonrules
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_ID_LENGTH = 255
 MAX_NAME_LENGTH = 500
 _EXTERNAL_TYPE_CLEAN = re.compile(r"[^a-z0-9_]+")
-# A JSON \u0000 escape that is not itself escaped (\\u0000 is a backslash and "u0000").
-# PostgreSQL's text and jsonb cannot hold NUL, so such a message is refused on its own
-# instead of failing its whole batch in the database.
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(slots=True)
@@ -131,8 +128,14 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
             raise MessageError("bad_timestamp", f"{field_name} {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Segment treats zone-less times as UTC
+    elif parsed.utcoffset():
+        # Stored and read back in UTC: 9999-12-31T23:59:59-01:00 is past year 9999 there.
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:
+            raise MessageError("bad_timestamp", f"{field_name} {value!r} is out of range (1970 to 9999, in UTC)") from None
     if not (1970 <= parsed.year <= 9999):
-        raise MessageError("bad_timestamp", f"{field_name} {value!r} is out of range")
+        raise MessageError("bad_timestamp", f"{field_name} {value!r} is out of range (1970 to 9999, in UTC)")
     return parsed
 
 
@@ -285,7 +288,15 @@ def _corrected_time(
     if original is None:
         corrected = received_at
     elif sent_at is not None:
-        corrected = received_at - (sent_at - original)
+        try:
+            corrected = received_at - (sent_at - original)
+        except OverflowError:
+            corrected = None
+        if corrected is None or corrected.year < 1970:
+            raise MessageError(
+                "bad_timestamp", f"sentAt {sent_at.isoformat()} and timestamp {original.isoformat()} are so far apart "
+                "that the time corrected for the client's clock falls before 1970; check the client's clock",
+            )
     else:
         corrected = original
     if corrected > received_at + future_tolerance:
@@ -394,6 +405,10 @@ def _build(
     if unset is not None and not (isinstance(unset, list) and all(isinstance(k, str) for k in unset)):
         raise MessageError("bad_field", "context.traits_unset must be a list of trait names")
 
+    if mtype == "identify" and ctx_traits and isinstance(ctx_traits, dict):
+        # RudderStack's SDKs send an identify's traits in context.traits only. Applied as
+        # Segment's spec and RudderStack's server do; traits sent at the top level win.
+        traits = {**ctx_traits, **traits}
     keys, pairs = _collect_keys(user_id, anonymous_id, traits, ctx_traits, external_ids, identity, opts.key_cache)
     if not keys:
         if opts.require_segment_id:
@@ -439,28 +454,36 @@ def _row(m: ParsedMessage, properties: Any, traits: Any, context: Any, integrati
     ))
 
 
-def has_nul(serialized: bytes) -> bool:
-    """Whether this JSON text holds a NUL character (as the \\u0000 escape JSON requires). A
-    backslash is looked for first: one byte is found with memchr, many times faster than six,
-    and most texts have none."""
-    return b"\\" in serialized and b"\\u0000" in serialized and _NUL_ESCAPE.search(serialized) is not None
+has_nul = jsonrules.has_nul_escape
 
 
-def _size_and_nul(serialized: bytes, max_message_bytes: int) -> None:
+def _check_text(serialized: bytes, max_message_bytes: int) -> None:
+    """The message's own bytes against its size limit and the rules of app.core.jsonrules
+    (encoding, NUL, unpaired surrogates, depth, numbers), each with its precise reason."""
     size = len(serialized)
     if size > max_message_bytes:
         raise MessageError("oversized", f"message is {size} bytes; the limit is {max_message_bytes}")
-    if has_nul(serialized):
-        raise MessageError(
-            "bad_character", "message contains a NUL character (\\u0000), which cannot be stored; remove it"
-        )
+    try:
+        jsonrules.check_text(serialized)
+    except jsonrules.JsonRuleError as exc:
+        raise MessageError(exc.code, f"message: {exc.reason}") from None
+
+
+def _serialized(msg: dict[str, Any]) -> bytes:
+    """A decoded message as JSON text, or the rule it breaks (orjson refuses integers past 64
+    bits, unpaired surrogates and deep nesting; the rules then name which)."""
+    try:
+        return orjson.dumps(msg)
+    except TypeError:
+        problem = jsonrules.value_problem(msg) or jsonrules.JsonRuleError("bad_field", "message cannot be stored as JSON")
+        raise MessageError(problem.code, f"message: {problem.reason}") from None
 
 
 def parse_message(msg: Any, index: int, opts: ParseOptions, raw: bytes | None = None) -> ParsedMessage:
     """One message as plain Python objects (`raw`: its bytes as received, when known)."""
     if not isinstance(msg, dict):
         raise MessageError("not_an_object", f"message must be a JSON object, got {type(msg).__name__}")
-    _size_and_nul(raw if raw is not None else orjson.dumps(msg), opts.max_message_bytes)
+    _check_text(raw if raw is not None else _serialized(msg), opts.max_message_bytes)
     properties = _object(msg.get("properties"), "properties")
     traits = _object(msg.get("traits"), "traits")
     context = _object(msg.get("context"), "context")
@@ -650,13 +673,13 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
         if len(c.name) > MAX_NAME_LENGTH:
             return None
         name = c.name.strip() or None
+    received_at = opts.received_at
     try:
         original = parse_timestamp(c.timestamp, "timestamp")
         sent_at = parse_timestamp(c.sentAt, "sentAt") or opts.batch_sent_at
+        corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
     except MessageError:
         return None
-    received_at = opts.received_at
-    corrected, clamped = _corrected_time(received_at, original, sent_at, opts.future_tolerance)
     context = None if c.context is _NULL else _raw_object(c.context)
     ctx_traits = external = signal = None
     if context is not None:
@@ -690,10 +713,17 @@ def _parse_common(data: bytes, index: int, opts: ParseOptions) -> ParsedMessage 
 _NO_TRAITS: dict[str, Any] = {}
 
 
-def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions, nul_free: bool = False) -> ParsedMessage:
+def _parse_fast(raw: msgspec.Raw, index: int, opts: ParseOptions, clean: bool = False) -> ParsedMessage:
     data = bytes(raw)
-    if len(data) > opts.max_message_bytes or (not nul_free and has_nul(data)):
-        raise _SlowPath  # oversized, or a NUL: the slow path rejects it with the precise reason
+    if len(data) > opts.max_message_bytes:
+        raise _SlowPath  # the slow path rejects it with the precise reason
+    # Nesting: a message cannot be deeper than it has opening brackets (two counts, most
+    # messages stop there). The other rules were checked on the whole body (`clean`).
+    if data.count(b"{") + data.count(b"[") > jsonrules.MAX_DEPTH or not clean:
+        try:
+            jsonrules.check_depth(data) if clean else jsonrules.check_text(data)
+        except jsonrules.JsonRuleError:
+            raise _SlowPath from None
     parsed = _parse_common(data, index, opts)
     if parsed is not None:
         return parsed
@@ -737,41 +767,97 @@ class BatchBody:
     sent_at: Any
     context: Any
     integrations: Any
-    nul_free: bool = False  # the body has no \u0000 escape at all: no message needs the NUL check
+    # The body has no NUL escape, no number that could break the rules, and is valid UTF-8:
+    # no message needs those checks (see app.core.jsonrules).
+    clean: bool = False
+    # Messages rejected before parsing (an unpaired surrogate): index -> (code, reason).
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+class BodyTooDeep(Exception):
+    """The body nests too deeply to be split into messages at all."""
+
+
+def _is_clean(body: bytes) -> bool:
+    return not has_nul(body) and not jsonrules.suspect_numbers(body) and jsonrules.utf8_problem(body) is None
 
 
 def decode_batch_body(body: bytes) -> BatchBody | None:
     """The body's envelope, or None when it is not a well-formed one (the caller then decodes
-    it as plain JSON to say precisely what is wrong)."""
+    it as plain JSON to say precisely what is wrong). Raises BodyTooDeep for a body nested
+    past what the decoder follows.
+
+    A message with an unpaired surrogate escape (browsers' JSON.stringify can write one) makes
+    the body invalid JSON; such escapes are masked so the body still splits, and those
+    messages alone are refused."""
     try:
         env = _envelope_decoder.decode(body)
+    except RecursionError:
+        raise BodyTooDeep from None
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, not has_nul(body))
+        if not jsonrules.has_surrogate_escape(body):
+            return None
+        masked = jsonrules.mask_lone_surrogates(body)
+        if masked == body:
+            return None
+        try:
+            env = _envelope_decoder.decode(masked)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return _unmasked(env, body, masked)
+    return BatchBody(env.batch, env.writeKey, env.sentAt, env.context, env.integrations, _is_clean(body))
+
+
+def _unmasked(env: _Envelope, body: bytes, masked: bytes) -> BatchBody:
+    """The envelope of a masked body, its messages cut from the original body (masking keeps
+    every offset), those that differ refused."""
+    problem = jsonrules.lone_surrogate_problem()
+    messages: list[msgspec.Raw] = []
+    refused: dict[int, tuple[str, str]] = {}
+    position = 0
+    for index, raw in enumerate(env.batch):
+        piece = bytes(raw)
+        start = masked.find(piece, position)  # in order: only separators lie between two messages
+        position = start + len(piece)
+        original = body[start:position]
+        if original != piece:
+            refused[index] = (problem.code, f"message: {problem.reason}")
+        messages.append(msgspec.Raw(piece))
+    return BatchBody(messages, env.writeKey, env.sentAt, env.context, env.integrations, _is_clean(masked), refused)
 
 
 def parse_raw_batch(
-    messages: list[msgspec.Raw], opts: ParseOptions, nul_free: bool = False
+    messages: list[msgspec.Raw], opts: ParseOptions, clean: bool = False,
+    refused: dict[int, tuple[str, str]] | None = None,
 ) -> tuple[list[ParsedMessage], list[Rejection]]:
-    """`parse_batch` over messages still in their JSON bytes (`nul_free`: their body has no
-    \\u0000 escape, see BatchBody)."""
+    """`parse_batch` over messages still in their JSON bytes (`clean`: their body passed the
+    body-wide checks, see BatchBody; `refused`: messages already rejected)."""
     fast = not opts.batch_context and not opts.batch_integrations
     ok: list[ParsedMessage] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(messages):
+        if refused and index in refused:
+            rejected.append(Rejection(index, None, *refused[index]))
+            continue
         if fast:
             try:
-                ok.append(_parse_fast(raw, index, opts, nul_free))
+                ok.append(_parse_fast(raw, index, opts, clean))
                 continue
-            except (_SlowPath, MessageError):
+            except (_SlowPath, MessageError, msgspec.DecodeError):
                 pass  # the slow path gives the precise reason, or takes the unusual shape
         data = bytes(raw)
         msg: Any = None
         try:
+            _check_text(data, opts.max_message_bytes)  # before decoding: orjson rounds big integers
             msg = orjson.loads(data)
             ok.append(parse_message(msg, index, opts, raw=data))
         except orjson.JSONDecodeError as exc:
             rejected.append(Rejection(index, None, "malformed_json", f"message is not valid JSON: {exc}"))
         except MessageError as exc:
+            if msg is None:  # refused before decoding: its messageId, if it can be read
+                try:
+                    msg = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    pass
             rejected.append(Rejection(index, message_id_of(msg), exc.code, exc.reason))
     return ok, rejected

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from app.core import jsonrules
 from app.core.auth import BasicCredentials, authenticate_write_key
 from app.core.cors import origin_allowed
 from app.core.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType, responses
@@ -21,12 +22,12 @@ from app.identity.service import identity_settings_from, trait_strategies_from
 from app.ingest import service
 from app.ingest.parser import (
     BatchBody,
+    BodyTooDeep,
     MessageError,
     ParsedMessage,
     ParseOptions,
     Rejection,
     decode_batch_body,
-    has_nul,
     parse_batch,
     parse_raw_batch,
     parse_timestamp,
@@ -73,7 +74,20 @@ def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise _too_deep() from None
+        try:  # a rule of app.core.jsonrules says more than "invalid"
+            jsonrules.check_text(body)
+        except jsonrules.JsonRuleError as rule:
+            raise BadRequest(rule.reason[0].upper() + rule.reason[1:] + ".", code=rule.code) from None
         raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(
+        f"The body nests objects and arrays too deeply (a message may nest {jsonrules.MAX_DEPTH} levels).",
+        code="too_deep",
+    )
 
 
 async def _ingest(
@@ -94,9 +108,8 @@ async def _ingest(
     for key, value in (("context", context), ("integrations", integrations)):
         if value is not None and not isinstance(value, dict):
             raise BadRequest(f"Batch-level {key} must be a JSON object.", code="bad_field")
-        if value and has_nul(orjson.dumps(value)):
-            raise BadRequest(f"Batch-level {key} contains a NUL character (\\u0000), which cannot be stored.",
-                             code="bad_character")
+        if value and (problem := jsonrules.value_problem(value)) is not None:
+            raise BadRequest(f"Batch-level {key}: {problem.reason}.", code=problem.code)
     identity = identity_settings_from(principal.workspace_settings)
     parsed, rejected = parse(ParseOptions(
         received_at=received_at, max_message_bytes=settings.ingest_max_message_bytes,
@@ -151,7 +164,10 @@ async def direct_batch(request: Request) -> Response:
     request that does not go that way). Credentials are read by authenticate_write_key."""
     settings = request.app.state.settings
     body = await _read_body(request, settings.ingest_max_batch_bytes)
-    decoded = decode_batch_body(body)
+    try:
+        decoded = decode_batch_body(body)
+    except BodyTooDeep:
+        raise _too_deep() from None
     if decoded is None:
         # Not an envelope the fast decoder takes: decode it plainly, to say exactly what is
         # wrong or (should the decoders ever disagree) to ingest it message by message.
@@ -165,7 +181,7 @@ async def direct_batch(request: Request) -> Response:
                             payload.get("integrations"))
         parse = parse_batch
     else:
-        parse = partial(parse_raw_batch, nul_free=decoded.nul_free)
+        parse = partial(parse_raw_batch, clean=decoded.clean, refused=decoded.refused)
     if len(decoded.messages) > settings.ingest_max_batch_messages:
         raise PayloadTooLarge(
             f"The batch has {len(decoded.messages)} messages; the limit is {settings.ingest_max_batch_messages}."
@@ -185,7 +201,12 @@ BATCH_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is b
 def _single(message_type: str):
     async def handler(request: Request, _: BasicCredentials) -> Response:
         settings = request.app.state.settings
-        payload = _loads(await _read_body(request, settings.ingest_max_message_bytes))
+        body = await _read_body(request, settings.ingest_max_message_bytes)
+        try:  # the rules a message of a batch follows, before decoding (orjson rounds big integers)
+            jsonrules.check_text(body)
+        except jsonrules.JsonRuleError as exc:
+            raise BadRequest(f"message: {exc.reason}", code=exc.code) from None
+        payload = _loads(body)
         if not isinstance(payload, dict):
             raise BadRequest("The body must be a JSON object (one message).", code="not_an_object")
         if payload.get("type") not in (None, message_type):

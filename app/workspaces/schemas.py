@@ -45,7 +45,8 @@ class WorkspaceUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000)
+    # Strict: `false` or "5" is a mistake to report, not 0 or 5 messages/s.
+    ingest_rate_limit_per_second: float | None = Field(default=None, ge=0, le=10_000_000, strict=True)
     event_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, examples=[730],
         description="Delete events older than this many days (hourly job); null keeps them forever.",
