@@ -67,8 +67,11 @@ TASK_REFRESH_WORKSPACE = "segments.refresh_workspace"
 # An incremental refresh looks at profiles changed since its previous refresh started, minus
 # this much: a write that began before that refresh but committed after it is still seen.
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
-# Past this many changed profiles one pass over the workspace is cheaper than probing each.
-INCREMENTAL_LIMIT = 50_000
+# Past this many changed profiles the refresh makes one full pass. Kept low on purpose: with
+# 20,000 changed profiles (of 20,000) the incremental statement ran for minutes in a 2026-12-04
+# benchmark, where a full pass takes under a second (docs/BENCHMARKS.md); raise it once the
+# incremental statement's plan is understood at that size.
+INCREMENTAL_LIMIT = 1_000
 MAX_FIELDS = 50
 EXPORT_CHUNK = 5000
 
