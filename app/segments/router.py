@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.core.auth import ReadPrincipal, WritePrincipal
@@ -127,7 +127,8 @@ async def list_segment_versions(segment_id: uuid.UUID, session: SessionDep, prin
 @router.get("/segments/{segment_id}/versions/{version}", response_model=SegmentVersionPublic,
             responses=responses(401, 403, 404, 422), summary="One version of a segment's rule")
 async def get_segment_version(
-    segment_id: uuid.UUID, version: int, session: SessionDep, principal: ReadPrincipal
+    segment_id: uuid.UUID, version: Annotated[int, Path(ge=1, le=2_147_483_647, description="The version number (1, 2, ...).")],
+    session: SessionDep, principal: ReadPrincipal,
 ) -> SegmentVersionPublic:
     found = await service.get_version(session, workspace_id=principal.workspace_id, segment_id=segment_id, version=version)
     return SegmentVersionPublic.model_validate(found)

@@ -44,4 +44,5 @@ def test_consent_secret_refuses_its_default_outside_development() -> None:
     for env in ("test", "production"):
         with pytest.raises(ValidationError, match="CLIENTELE_CONSENT_SECRET"):
             Settings(env=env, admin_token=SecretStr("strong"))
-        Settings(env=env, admin_token=SecretStr("strong"), consent_secret=SecretStr("also strong"))
+        Settings(env=env, admin_token=SecretStr("strong"), consent_secret=SecretStr("also strong"),
+                 privacy_secret=SecretStr("strong too"))

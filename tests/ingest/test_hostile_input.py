@@ -177,7 +177,7 @@ async def test_false_alarms_cost_nothing_but_a_check(client: httpx.AsyncClient, 
     snowflake = (b'{"type":"track","userId":"1234567890123456789012","event":"Page e123 viewed","messageId":"sf",'
                  b'"properties":{"id":"98765432109876543210","ok":1e300}}')
     resp = await post_batch(client, workspace, batch_of(snowflake, GOOD))
-    assert resp.json() == {"success": True, "accepted": 2, "duplicates": 0, "rejected": []}
+    assert resp.json() == {"success": True, "accepted": 2, "duplicates": 0, "rejected": [], "suppressed": 0}
 
 
 async def test_edge_dates_in_batch_sent_at(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
