@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="When every segment is refreshed (cron, UTC): incremental for unchanged rules, full for rules "
         "with time windows; empty disables it.",
     )
+    segments_refresh_concurrency: int = Field(
+        default=2, ge=1, le=32,
+        description="How many segments of a workspace a scheduled refresh computes at once, each on its own "
+        "database connection (about one core of PostgreSQL each).",
+    )
     clv_refit_hours: float = Field(
         default=24, ge=0,
         description="A full refresh refits a workspace's CLV model older than this; 0 never refits automatically.",

@@ -35,6 +35,7 @@ from app.privacy import catalog, repository
 from app.privacy.errors import ExportNotReady, InvalidIdentifier, PrivacyRequestNotFound, SuppressionNotFound
 from app.privacy.hashing import identifier_hash, identifier_hashes
 from app.privacy.models import PrivacyExport, PrivacyRequest, Suppression
+from app.segments import repository as segment_repository
 from app.workspaces import service as workspace_service
 
 log = logging.getLogger("clientele.privacy")
@@ -236,6 +237,11 @@ async def erase_person(session: AsyncSession, *, workspace_id: uuid.UUID, identi
                        identifier_value: str, request_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Delete everything held about the person with this (normalised) identifier, in the
     session's transaction, and suppress their identifiers. Returns what was deleted, by table."""
+    # First, before the workspace's lock (so ingest is not held while it waits): every segment's
+    # refresh lock. A refresh that read the person before this erasure commits finishes first,
+    # and none starts until it has: no membership of the person is written after it (memberships
+    # have no foreign key to profiles, see migration 0019).
+    await segment_repository.lock_all_segments(session, workspace_id)
     conn = await raw_connection(session)
     await conn.execute("SET LOCAL clientele.erasure = 'on'")
     # Exclusive: no ingest batch is between its look-up and its commit while the person goes,

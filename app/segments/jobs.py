@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -29,23 +30,33 @@ async def run_refresh(ctx: JobContext, payload: dict[str, Any]) -> Any:
     )
 
 
-async def refresh_workspace(db: Database, workspace_id: uuid.UUID) -> dict[str, Any]:
+async def refresh_workspace(db: Database, workspace_id: uuid.UUID, *, concurrency: int = 2) -> dict[str, Any]:
     """Every segment of a workspace, each in its own transaction (a refresh holds only its own
-    segment's lock): incremental where it can be, full where time moves the answer."""
+    segment's lock): incremental where it can be, full where time moves the answer.
+
+    Up to `concurrency` segments are refreshed at once, each on its own connection (one
+    statement uses one core; PostgreSQL does not parallelise a statement that writes). Their
+    order does not matter: a rule naming another segment compiles that segment's rule inline,
+    and a fixed segment's members change only when it is saved."""
     async with standalone_session(db) as session:
         segments = await service.list_segments(session, workspace_id=workspace_id)
-    results = {}
-    for segment in segments:
-        results[str(segment.id)] = await job_service.run_committed(
-            db,
-            lambda session, sid=segment.id: service.refresh_segment(session, workspace_id=workspace_id, segment_id=sid),
-            retry=trait_service.lost_race,
-        )
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def refresh(segment_id: uuid.UUID) -> Any:
+        async with gate:
+            return await job_service.run_committed(
+                db,
+                lambda session: service.refresh_segment(session, workspace_id=workspace_id, segment_id=segment_id),
+                retry=trait_service.lost_race,
+            )
+
+    results = await asyncio.gather(*(refresh(segment.id) for segment in segments))
     return {"segments": len(results)}
 
 
 async def run_refresh_workspace(ctx: JobContext, payload: dict[str, Any]) -> Any:
-    return await refresh_workspace(ctx.db, uuid.UUID(str(payload["workspace_id"])))
+    return await refresh_workspace(ctx.db, uuid.UUID(str(payload["workspace_id"])),
+                                   concurrency=ctx.settings.segments_refresh_concurrency)
 
 
 async def refresh_all(db: Database) -> int:

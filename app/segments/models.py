@@ -70,15 +70,15 @@ class SegmentVersion(SQLModel, table=True):
 
 
 class SegmentMember(SQLModel, table=True):
-    """Who is in a segment now (as of its last refresh). A profile's deletion (erasure) takes
-    its memberships with it. No foreign key to `segment`: only refreshes write here, holding
-    the segment's lock, and deleting a segment deletes its rows under the same lock (a key
-    check per written row was a third of a refresh's time)."""
+    """Who is in a segment now (as of its last refresh). No foreign keys (a key check per
+    written row was a third of a refresh's time, migration 0019): only refreshes write here,
+    holding the segment's lock, and deleting a segment deletes its rows under the same lock; an
+    erasure takes every segment's lock, then deletes a person's rows (they have `profile_id`);
+    a merged profile exits at the next refresh."""
 
     __tablename__ = "segment_member"
     __table_args__ = (
-        sa.ForeignKeyConstraint(["workspace_id", "profile_id"], ["profile.workspace_id", "profile.id"], ondelete="CASCADE"),
-        # A person's segments, and the foreign key's cascade from profile.
+        # A person's segments (and an erasure's delete).
         sa.Index("ix_segment_member_workspace_id_profile_id", "workspace_id", "profile_id"),
     )
 
@@ -98,10 +98,9 @@ class SegmentChange(SQLModel, table=True):
     __tablename__ = "segment_change"
     __table_args__ = (
         sa.CheckConstraint(f"change IN {CHANGES!r}", name="change"),
-        # Membership at a time: a person's last change before it.
-        sa.Index("ix_segment_change_workspace_id_segment_id_profile_id_seq", "workspace_id", "segment_id", "profile_id", "seq"),
-        # Erasure and access exports find a person's rows.
-        sa.Index("ix_segment_change_workspace_id_profile_id", "workspace_id", "profile_id"),
+        # One index on a person: membership at a time (their last change in a segment before
+        # it), and erasure and access exports (all their rows).
+        sa.Index("ix_segment_change_workspace_id_profile_id_segment_id_seq", "workspace_id", "profile_id", "segment_id", "seq"),
     )
 
     workspace_id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True))

@@ -103,6 +103,17 @@ async def lock_segment(session: AsyncSession, workspace_id: uuid.UUID, segment_i
     return (await session.execute(sa.select(sa.func.clock_timestamp()))).scalar_one()
 
 
+async def lock_all_segments(session: AsyncSession, workspace_id: uuid.UUID) -> None:
+    """Take every segment's refresh lock (as `lock_segment`, in id order) until the transaction
+    ends: waits for the refreshes running now, and holds back new ones."""
+    segment = Segment.__table__
+    ids = sa.select(segment.c.id).where(segment.c.workspace_id == workspace_id).order_by(segment.c.id).subquery()
+    locks = sa.select(sa.func.pg_advisory_xact_lock(
+        sa.func.hashtextextended(sa.literal("segment:") + sa.cast(ids.c.id, sa.Text), 0)
+    ).label("locked")).select_from(ids)
+    (await session.execute(locks)).all()
+
+
 async def touched_profiles(session: AsyncSession, workspace_id: uuid.UUID, since: datetime, *, limit: int) -> list[uuid.UUID] | None:
     """The ids of `touched_query`, or None when there are more than `limit` (a full pass is
     then cheaper than probing them one by one)."""

@@ -61,3 +61,28 @@ async def test_erasure_takes_consent_records_and_segment_memberships(
     await conn.execute("ROLLBACK TO SAVEPOINT s")
     members = await client.get(f"/v1/segments/{seg['id']}/members", headers=workspace.admin_headers)
     assert [m["profile_id"] for m in members.json()["data"]] == [str(bob_id)]
+
+
+async def test_erasure_holds_every_segment_refresh_until_it_commits(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, connection: AsyncConnection
+) -> None:
+    """Memberships have no foreign key to profiles (migration 0019): an erasure instead takes
+    each segment's refresh lock, so no refresh that read the person writes after it."""
+    ann = make_person("ann")
+    await live(client, workspace, ann)
+    segments = [await create_segment(client, workspace, f"Lyon {i}", {"trait": "city", "op": "eq", "value": "Lyon"})
+                for i in range(3)]
+    # (Not refreshed here: a refresh takes its segment's lock, and this test runs in one transaction.)
+    conn = await raw(connection)
+    keys = await conn.fetch(
+        "SELECT hashtextextended('segment:' || id::text, 0) AS key FROM segment WHERE workspace_id = $1",
+        uuid.UUID(workspace.workspace_id),
+    )
+    held = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+              AND ((classid::bigint << 32) | objid::bigint) = ANY($1::bigint[])"""
+    assert await conn.fetchval(held, [k["key"] for k in keys]) == 0
+
+    done = await request(client, workspace, "erasure", "email", ann.email)
+    assert done["status"] == "completed", done
+    # The test's one transaction is still open: the erasure's locks are still held in it.
+    assert await conn.fetchval(held, [k["key"] for k in keys]) == len(segments)
