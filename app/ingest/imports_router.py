@@ -72,20 +72,9 @@ def _body_schema(kind: ImportKind) -> dict[str, Any]:
                 "text/csv": {"schema": {"type": "string"}, "example": csv_example},
                 "application/x-ndjson": ndjson,
                 "application/jsonl": ndjson,
-                MULTIPART: {
-                    "schema": {
-                        "title": f"Import{kind.value.capitalize()}Upload",
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary",
-                                     "description": "The CSV or NDJSON file, optionally gzipped."},
-                            "format": {"type": "string", "enum": ["csv", "ndjson"],
-                                       "description": "Default: from the file's content type, else its name "
-                                                      "(.csv, .ndjson, .jsonl, each optionally .gz)."},
-                        },
-                    },
-                },
+                # A named component (app.ingest.schemas.ImportUpload), not an inline schema: generated
+                # clients then share one `ImportUpload` model across the three routes.
+                MULTIPART: {"schema": {"$ref": "#/components/schemas/ImportUpload"}},
             },
         }
     }

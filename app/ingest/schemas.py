@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 
 class SegmentMessage(BaseModel):
@@ -69,7 +70,6 @@ class IngestResponse(BaseModel):
     rejected: list[IngestRejection] = Field(default_factory=list)
 
 
-EXTRA_SCHEMAS = (SegmentMessage, SegmentBatch)
 
 
 class ImportRejection(BaseModel):
@@ -98,3 +98,18 @@ class ImportResponse(BaseModel):
         default_factory=list, description="The first 1,000 rejected rows, in row order."
     )
     rejected_truncated: bool = Field(default=False, description="True when more rows were rejected than listed.")
+
+
+class ImportUpload(BaseModel):
+    """A file to import, sent as multipart/form-data: what browsers' forms and generated API clients
+    send (openapi-python-client has no model for a text/csv or NDJSON body, so this is the import
+    route it generates). One model for the three import routes."""
+
+    file: bytes = Field(description="The CSV or NDJSON file, optionally gzipped.")
+    format: Literal["csv", "ndjson"] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=lambda schema: schema.pop("default", None),
+        description="Default: from the file's content type, else its name (.csv, .ndjson, .jsonl, each optionally .gz).",
+    )
+
+
+EXTRA_SCHEMAS = (SegmentMessage, SegmentBatch, ImportUpload)

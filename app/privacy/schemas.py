@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class IdentifierRef(BaseModel):
     """One of the person's identifiers, normalised as ingest does (e-mail case, E.164 phones...)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Its own title: consent has an IdentifierRef too, and generated clients name models by title.
+    model_config = ConfigDict(extra="forbid", title="PrivacyIdentifierRef")
     type: str = Field(
         min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]{0,63}$", examples=["email"],
         description="user_id, anonymous_id, email, phone, or a custom type from context.externalIds.",
