@@ -17,8 +17,6 @@ alternating the two endpoints for --rounds rounds. Reported: throughput and late
 percentiles of each, and the decision's throughput as a share of the bare endpoint's.
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import os
@@ -51,6 +49,8 @@ def bench_app():  # uvicorn --factory bench.decisions:bench_app
 
     app = create_app()
 
+    # (No `from __future__ import annotations` in this file: FastAPI must see SessionDep itself,
+    # not a name it would look up among this module's globals.)
     @app.get("/bench/profile/{profile_id}")
     async def bare(profile_id: uuid.UUID, workspace_id: uuid.UUID, session: SessionDep) -> dict:
         row = (await session.execute(
