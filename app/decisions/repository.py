@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -58,19 +59,19 @@ def _last_order_items() -> sa.ScalarSelect[Any]:
     return last
 
 
-async def profile_state(
-    session: AsyncSession,
-    *,
-    workspace_id: uuid.UUID,
-    profile_id: uuid.UUID,
-    rules: dict[str, sa.ColumnElement[bool]],
-    capped_offers: Sequence[uuid.UUID],
-    periods: Sequence[str],
-    last_order: bool,
-) -> dict[str, Any] | None:
-    """Everything a decision needs about the person, in one round trip: traits, computed traits,
-    recent behaviour, every candidate's eligibility (one column per rule), cap counters, the
-    latest model version and (for complementary-item offers) the last order's items."""
+_STATE_CACHE_SIZE = 1024
+_state_statements: OrderedDict[tuple[Any, ...], tuple[sa.Select[Any], tuple[Any, ...]]] = OrderedDict()
+
+
+def _state_statement(rules: dict[str, sa.ColumnElement[bool]], capped: bool, last_order: bool) -> sa.Select[Any]:
+    """The profile read of a decision, built once per set of compiled rules (eligibility caches
+    those): building a SELECT of 50 rule columns costs more Python than the query costs
+    PostgreSQL. The person, the offers and the periods are bound at execution."""
+    key = (tuple(rules), tuple(id(v) for v in rules.values()), capped, last_order)
+    hit = _state_statements.get(key)
+    if hit is not None:
+        _state_statements.move_to_end(key)
+        return hit[0]
     computed = (
         sa.select(sa.func.jsonb_object_agg(ctv.c.name, ctv.c.value))
         .where(ctv.c.workspace_id == profile.c.workspace_id, ctv.c.profile_id == profile.c.id)
@@ -85,10 +86,10 @@ async def profile_state(
             counter.c.offer_id, counter.c.profile_id == EVERYONE, counter.c.period, counter.c.count)))
         .where(counter.c.workspace_id == profile.c.workspace_id,
                counter.c.profile_id.in_([profile.c.id, sa.literal(EVERYONE, pg.UUID(as_uuid=True))]),
-               counter.c.offer_id == sa.func.any(sa.literal(list(capped_offers), pg.ARRAY(pg.UUID(as_uuid=True)))),
-               counter.c.period == sa.func.any(sa.literal(list(periods), pg.ARRAY(sa.Text))))
+               counter.c.offer_id == sa.func.any(sa.bindparam("capped_offers", type_=pg.ARRAY(pg.UUID(as_uuid=True)))),
+               counter.c.period == sa.func.any(sa.bindparam("periods", type_=pg.ARRAY(sa.Text))))
         .correlate(profile).scalar_subquery()
-    ) if capped_offers else sa.null()
+    ) if capped else sa.null()
     version = (
         sa.select(sa.func.max(OfferModel.version)).where(OfferModel.workspace_id == profile.c.workspace_id)
         .correlate(profile).scalar_subquery()
@@ -100,9 +101,35 @@ async def profile_state(
         (_last_order_items() if last_order else sa.null()).label("last_order"),
         *[expr.label(label) for label, expr in rules.items()],
     ]
-    row = (await session.execute(
-        sa.select(*columns).where(profile.c.workspace_id == workspace_id, profile.c.id == profile_id)
-    )).mappings().first()
+    stmt = sa.select(*columns).where(
+        profile.c.workspace_id == sa.bindparam("state_workspace_id", type_=pg.UUID(as_uuid=True)),
+        profile.c.id == sa.bindparam("state_profile_id", type_=pg.UUID(as_uuid=True)),
+    )
+    # The entry holds the rule expressions themselves, so their ids in the key stay theirs.
+    _state_statements[key] = (stmt, tuple(rules.values()))
+    while len(_state_statements) > _STATE_CACHE_SIZE:
+        _state_statements.popitem(last=False)
+    return stmt
+
+
+async def profile_state(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    profile_id: uuid.UUID,
+    rules: dict[str, sa.ColumnElement[bool]],
+    capped_offers: Sequence[uuid.UUID],
+    periods: Sequence[str],
+    last_order: bool,
+) -> dict[str, Any] | None:
+    """Everything a decision needs about the person, in one round trip: traits, computed traits,
+    recent behaviour, every candidate's eligibility (one column per rule), cap counters, the
+    latest model version and (for complementary-item offers) the last order's items."""
+    stmt = _state_statement(rules, bool(capped_offers), last_order)
+    params: dict[str, Any] = {"state_workspace_id": workspace_id, "state_profile_id": profile_id}
+    if capped_offers:
+        params |= {"capped_offers": list(capped_offers), "periods": list(periods)}
+    row = (await session.execute(stmt, params)).mappings().first()
     return dict(row) if row is not None else None
 
 

@@ -142,7 +142,8 @@ async def decide(
     compiled: dict[int, eligibility.CompiledRule] = {}
     for i, o in enumerate(live):
         if o.eligibility:
-            compiled[i] = await eligibility.compile_rule(session, workspace_id=workspace_id, rule=o.eligibility, now=now)
+            compiled[i] = await eligibility.compile_rule(
+                session, workspace_id=workspace_id, rule=o.eligibility, now=now, cached=True)
             rules[f"r{i}"] = compiled[i].clause
             if request.explain:
                 for j, (_, _, clause, _) in enumerate(compiled[i].nodes):

@@ -47,6 +47,20 @@ async def test_explain_names_every_exclusion(client: httpx.AsyncClient, workspac
     assert {e["name"] for e in record["exclusions"]} == {"paused", "expired", "future", "pro-only"}
 
 
+async def test_a_changed_rule_applies_to_the_next_decision(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
+    # Compiled rules and the profile read are reused between decisions; an edited rule is a new key.
+    pid = await person(client, workspace, "u1", plan="free")
+    o = await offer(client, workspace, "free-only", eligibility={"trait": "plan", "op": "eq", "value": "free"})
+    await placement(client, workspace, max_offers=3)
+    assert [x["name"] for x in (await decide(client, workspace, pid))["offers"]] == ["free-only"]
+    resp = await client.patch(f"/v1/offers/{o['id']}", json={"eligibility": {"trait": "plan", "op": "eq", "value": "pro"}},
+                              headers=workspace.admin_headers)
+    assert resp.status_code == 200, resp.text
+    assert (await decide(client, workspace, pid))["offers"] == []
+    other = await person(client, workspace, "u2", plan="pro")
+    assert [x["name"] for x in (await decide(client, workspace, other))["offers"]] == ["free-only"]
+
+
 async def test_computed_trait_rules_and_missing_traits(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
     pid = await person(client, workspace, "u1")
     await offer(client, workspace, "big-spender", eligibility={"computed": "order_count", "op": "gte", "value": 2})
