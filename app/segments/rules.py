@@ -24,13 +24,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.sql import visitors
 
 from app.core.errors import FieldError, ValidationFailed
 from app.identity.models import Identity
@@ -81,6 +82,33 @@ class Compiled:
     needed: str = ""
     children: list[Compiled] = field(default_factory=list)
     nullable: bool = False  # the clause can be NULL (a value that is absent or does not convert)
+    tally: Tally | None = None  # set on an event count condition (and its negation): see _and
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """An event count condition as parts: the event, its filters (written against the alias
+    `e`), the comparison of the count, and whether a `not` wraps it. An `and` of several on one
+    event compiles them into one grouped pass over that event's rows (see `_merge_tallies`)."""
+
+    event: str
+    e: Any
+    filters: tuple[sa.ColumnElement[bool], ...]
+    op: str
+    value: Any
+    negated: bool = False
+
+    def count_clause(self, alias: Any) -> sa.ColumnElement[bool]:
+        def onto_alias(element: Any) -> Any:
+            return alias.c[element.key] if getattr(element, "table", None) is self.e else None
+
+        filters = [visitors.replacement_traverse(f, {}, onto_alias) for f in self.filters]
+        count = sa.func.count().filter(sa.and_(*filters)) if filters else sa.func.count()
+        clause = _count_clause(self.op, self.value, count)
+        return sa.not_(clause) if self.negated else clause
+
+    def holds_without_events(self) -> bool:
+        return _holds(self.op, self.value, 0) != self.negated
 
 
 @dataclass(slots=True)
@@ -375,8 +403,32 @@ def _boolean(node: dict[str, Any], ctx: Context, pointer: str, key: str) -> Comp
         return ctx.fail(f"{pointer}/{key}", f"`{key}` needs a non-empty array of conditions.", "wrong_type")
     children = [ctx.compile(item, f"{pointer}/{key}/{i}") for i, item in enumerate(items)]
     join = sa.and_ if key == "and" else sa.or_
-    clause = join(*[c.clause for c in children]).self_group()
+    clauses = _merge_tallies(ctx, children) if key == "and" else [c.clause for c in children]
+    clause = join(*clauses).self_group()
     return Compiled(clause, key, pointer, children=children, nullable=any(c.nullable for c in children))
+
+
+def _merge_tallies(ctx: Context, children: list[Compiled]) -> list[sa.ColumnElement[bool]]:
+    """The clauses of an `and`, where two or more count conditions on one event become one:
+    "ordered, but not in the last 365 days" is then one grouped pass over the orders
+    (`HAVING count(*) >= 1 AND count(*) FILTER (WHERE timestamp >= ...) = 0`) instead of a
+    probe per condition. The children keep their own clauses for explain."""
+    by_event: dict[str, list[Compiled]] = {}
+    for c in children:
+        if c.tally is not None:
+            by_event.setdefault(c.tally.event, []).append(c)
+    merged = {id(c) for group in by_event.values() if len(group) > 1 for c in group}
+    clauses = [c.clause for c in children if id(c) not in merged]
+    for name, group in by_event.items():
+        if len(group) < 2:
+            continue
+        g = event.alias()
+        having = sa.and_(*[c.tally.count_clause(g) for c in group if c.tally is not None])
+        # Without events every count is 0: if the conditions all hold at 0, people without
+        # events belong and the clause is an anti-join on the people whose counts fail.
+        at_zero = all(c.tally.holds_without_events() for c in group if c.tally is not None)
+        clauses.append(_grouped(ctx, g, [g.c.event == _bind(name, sa.Text)], having, negate=at_zero))
+    return clauses
 
 
 @register_condition("not")
@@ -386,7 +438,8 @@ def _not(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
     # An unknown (a missing or unconvertible value) is false, so its negation is true. Clauses
     # that are never NULL (EXISTS...) stay bare, so the planner can still make them anti-joins.
     inner = sa.func.coalesce(child.clause, sa.false()) if child.nullable else child.clause
-    return Compiled(sa.not_(inner), "not", pointer, children=[child])
+    tally = replace(child.tally, negated=not child.tally.negated) if child.tally is not None else None
+    return Compiled(sa.not_(inner), "not", pointer, children=[child], tally=tally)
 
 
 def _no_extra(ctx: Context, node: dict[str, Any], pointer: str, allowed: set[str]) -> None:
@@ -570,14 +623,17 @@ def _event(node: dict[str, Any], ctx: Context, pointer: str) -> Compiled:
         return Compiled(sa.false(), "event", pointer)
     op, value = parsed
     needed_text = f"count {op} {value}"
+    tally = Tally(name, e, tuple(filters[1:]), op, value)
     # Existence questions are EXISTS (a semi-join over many profiles, an index probe for one);
     # counts are one grouped pass over the events, joined by profile id.
     if (op, value) in (("gte", 1), ("gt", 0), ("ne", 0)):
-        return Compiled(sa.exists().where(*correlated), "event", pointer, seen=count_seen, needed=needed_text)
+        return Compiled(sa.exists().where(*correlated), "event", pointer, seen=count_seen, needed=needed_text,
+                        tally=tally)
     if (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
-        return Compiled(~sa.exists().where(*correlated), "event", pointer, seen=count_seen, needed=needed_text)
+        return Compiled(~sa.exists().where(*correlated), "event", pointer, seen=count_seen, needed=needed_text,
+                        tally=tally)
     grouped = _grouped(ctx, e, filters, _count_clause(op, value, sa.func.count()), negate=_holds(op, value, 0))
-    return Compiled(grouped, "event", pointer, seen=count_seen, needed=needed_text)
+    return Compiled(grouped, "event", pointer, seen=count_seen, needed=needed_text, tally=tally)
 
 
 def _grouped(
