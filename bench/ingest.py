@@ -116,6 +116,25 @@ async def create_workspace(http: httpx.AsyncClient, admin_token: str, name: str)
     return resp.json()
 
 
+def typical_segments(n: int) -> list[dict]:
+    """`n` segments of the kinds marketers define (traits, behaviour in windows, lapsed
+    customers, nested rules), over the traits and events this benchmark sends."""
+    rules = [
+        {"trait": "plan", "op": "eq", "value": "pro"},
+        {"event": "Order Completed", "count": {"op": "gte", "value": 2}, "within_days": 90},
+        {"and": [{"event": "Order Completed"}, {"not": {"event": "Order Completed", "within_days": 30}}]},
+        {"event": "Product Viewed", "within_days": 7},
+        {"or": [{"trait": "plan", "op": "in", "value": ["pro", "team"]},
+                {"event": "Order Completed", "aggregate": {"fn": "sum", "property": "revenue", "op": "gte", "value": 100}}]},
+        {"not": {"event": "Checkout Started", "within_days": 1}},
+        {"identifier": "email", "op": "exists"},
+        {"and": [{"trait": "plan", "op": "eq", "value": "free"}, {"event": "Order Completed", "within_days": 365}]},
+        {"bucket": {"salt": "holdout", "lt": 10}},
+        {"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 50}], "within_days": 30},
+    ]
+    return [{"name": f"typical {i}", "rule": rules[i % len(rules)]} for i in range(n)]
+
+
 async def add_suppressions(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
     """Suppressed identifiers (random keyed hashes, as an erasure leaves them) and the
     workspace's hint that ingest must check them."""
@@ -268,6 +287,9 @@ async def main() -> None:
     parser.add_argument("--suppressions", type=int, default=0,
                         help="Give the HTTP phase's workspace this many suppressed identifiers (none of the "
                         "benchmark's people), so every batch pays the suppression check.")
+    parser.add_argument("--segments", type=int, default=0,
+                        help="Define this many typical segments in the HTTP workspace; the server (when started "
+                             "here) then refreshes every segment each minute, beside the ingest.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-data", action="store_true", help="Keep the embedded server's data directory.")
     args = parser.parse_args()
@@ -292,6 +314,8 @@ async def main() -> None:
                "CLIENTELE_PORT": str(port), "CLIENTELE_INGEST_MAX_CONCURRENCY": "64", "CLIENTELE_WORKERS": str(args.workers)}
         if args.no_worker:
             env["CLIENTELE_RUN_WORKER"] = "false"
+        if args.segments:
+            env["CLIENTELE_SEGMENTS_REFRESH_CRON"] = "* * * * *"  # the default is every 15 minutes
         server = subprocess.Popen([str(ROOT / ".venv/bin/clientele"), "serve"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
         print(f"server log: {Path(tmp) / 'server.log'}", file=sys.stderr)
@@ -317,6 +341,10 @@ async def main() -> None:
                 ws_raw = await create_workspace(http, args.admin_token, f"bench-raw-{size}")
                 if args.suppressions:
                     await add_suppressions(dsn, uuid.UUID(ws_http["workspace"]["id"]), args.suppressions)
+                for body in typical_segments(args.segments):
+                    resp = await http.post("/v1/segments", json=body,
+                                           headers={"Authorization": f"Bearer {ws_http['secret_key']}"})
+                    resp.raise_for_status()
                 people = People(rng, args.users, args.new_share)
                 everyone = [make_message(rng, str(i), now, args.order_share) for i in range(args.users)]
                 warm = [orjson.dumps({"batch": everyone[i:i + size]}) for i in range(0, len(everyone), size)]
