@@ -391,6 +391,17 @@ async def main() -> None:
                 results.append({"batch_size": size, "concurrency": args.concurrency, "users": args.users,
                                 "new_share": args.new_share, "order_share": args.order_share,
                                 "workers": args.workers, "median": median, "rounds": rounds})
+                if args.segments:
+                    conn = await asyncpg.connect(dsn)
+                    try:
+                        n_refresh, members = await conn.fetchrow(
+                            """SELECT (SELECT count(*) FROM segment_refresh WHERE workspace_id = $1),
+                                      (SELECT coalesce(sum(member_count), 0) FROM segment WHERE workspace_id = $1)""",
+                            uuid.UUID(ws_http["workspace"]["id"]))
+                    finally:
+                        await conn.close()
+                    print(f"batch={size:4d}  {args.segments} segments: {n_refresh} refreshes ran during the run, "
+                          f"{members:,} memberships", file=sys.stderr, flush=True)
                 if not args.json:
                     print(f"batch={size:4d}  median of {len(rounds)}: ratio {median['ratio']:.2f} "
                           f"({median['http_events_per_s']:,} vs {median['raw_events_per_s']:,} ev/s)", flush=True)
