@@ -463,26 +463,32 @@ async def check(
     purpose: str,
     channel: str,
     at: datetime | None = None,
+    resolved: bool = False,
 ) -> ConsentCheck:
     """May we use this profile (or the one it was merged into) for `purpose` on `channel` at
-    `at` (default now)? Fails closed: an unknown profile or purpose is not allowed."""
+    `at` (default now)? Fails closed: an unknown profile or purpose is not allowed.
+    `resolved`: the caller has just read `profile_id` in this transaction and it is not merged
+    away (a decision's profile read), so it is not looked up again."""
     at = at or _now()
     if channel not in CHANNELS:
         return ConsentCheck(False, None, "unknown_channel", f"no channel {channel!r}")
-    try:
-        profile = await profile_service.resolve_profile(session, workspace_id=workspace_id, profile_id=profile_id)
-    except NotFound:
-        return ConsentCheck(False, None, "no_profile", f"no profile {profile_id} in this workspace")
+    survivor = profile_id
+    if not resolved:
+        try:
+            survivor = (await profile_service.resolve_profile(
+                session, workspace_id=workspace_id, profile_id=profile_id)).id
+        except NotFound:
+            return ConsentCheck(False, None, "no_profile", f"no profile {profile_id} in this workspace")
     purpose_row = await repository.get_purpose(session, workspace_id, purpose)
     if purpose_row is None:
-        return ConsentCheck(False, None, "unknown_purpose", f"no purpose {purpose!r} in this workspace", profile.id)
-    absorbed, merged_at = await repository.merge_group(session, workspace_id, profile.id)
+        return ConsentCheck(False, None, "unknown_purpose", f"no purpose {purpose!r} in this workspace", survivor)
+    absorbed, merged_at = await repository.merge_group(session, workspace_id, survivor)
     candidates = [
         _Candidate(r, s) for r, s in await repository.group_records(
-            session, workspace_id, [profile.id, *absorbed], purpose=purpose, channel=channel,
+            session, workspace_id, [survivor, *absorbed], purpose=purpose, channel=channel,
         )
     ]
-    return _answer(purpose_row, _deciding(candidates, merged_at, at), at, profile.id,
+    return _answer(purpose_row, _deciding(candidates, merged_at, at), at, survivor,
                    _conflict(candidates, merged_at, at))
 
 

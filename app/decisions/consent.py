@@ -22,11 +22,13 @@ def purpose_for_channel(channel: str) -> str:
 
 
 async def check_channel(
-    session: AsyncSession, *, workspace_id: uuid.UUID, profile_id: uuid.UUID, channel: str, at: datetime
+    session: AsyncSession, *, workspace_id: uuid.UUID, profile_id: uuid.UUID, channel: str, at: datetime,
+    resolved: bool = False,
 ) -> dict[str, Any]:
     purpose = consent_service.purpose_for_channel(channel)
     answer = await consent_service.check(
-        session, workspace_id=workspace_id, profile_id=profile_id, purpose=purpose, channel=channel, at=at
+        session, workspace_id=workspace_id, profile_id=profile_id, purpose=purpose, channel=channel, at=at,
+        resolved=resolved,
     )
     return {"channel": channel, "purpose": purpose, "allowed": bool(answer.allowed),
             "record_id": str(answer.record_id) if answer.record_id else None, "status": answer.status,

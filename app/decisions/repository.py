@@ -133,24 +133,45 @@ async def profile_state(
     return dict(row) if row is not None else None
 
 
+def _keys_param(keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> dict[str, Any]:
+    return {"cap_profiles": [k[0] for k in keys], "cap_offers": [k[1] for k in keys], "cap_periods": [k[2] for k in keys]}
+
+
+# The counters of a decision as three parallel arrays (one statement shape whatever their
+# number, so SQLAlchemy compiles each statement once).
+_cap_keys = sa.select(
+    sa.func.unnest(sa.bindparam("cap_profiles", type_=pg.ARRAY(pg.UUID(as_uuid=True)))).label("profile_id"),
+    sa.func.unnest(sa.bindparam("cap_offers", type_=pg.ARRAY(pg.UUID(as_uuid=True)))).label("offer_id"),
+    sa.func.unnest(sa.bindparam("cap_periods", type_=pg.ARRAY(sa.Text))).label("period"),
+).subquery("cap_keys")
+_create_counters = pg.insert(counter).from_select(
+    ["workspace_id", "profile_id", "offer_id", "period", "count"],
+    sa.select(sa.bindparam("cap_workspace_id", type_=pg.UUID(as_uuid=True)), _cap_keys.c.profile_id,
+              _cap_keys.c.offer_id, _cap_keys.c.period, sa.literal(0)),
+).on_conflict_do_nothing()
+_of_keys = sa.and_(
+    counter.c.workspace_id == sa.bindparam("cap_workspace_id", type_=pg.UUID(as_uuid=True)),
+    sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
+        sa.select(_cap_keys.c.profile_id, _cap_keys.c.offer_id, _cap_keys.c.period)),
+)
+_lock_counters = (
+    sa.select(counter.c.profile_id, counter.c.offer_id, counter.c.period, counter.c.count)
+    .where(_of_keys)
+    .order_by(counter.c.profile_id, counter.c.offer_id, counter.c.period)
+    .with_for_update(of=counter)
+)
+_increment_counters = sa.update(counter).where(_of_keys).values(count=counter.c.count + 1)
+
+
 async def lock_counters(
     session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
 ) -> dict[tuple[uuid.UUID, uuid.UUID, str], int]:
     """Create the counters that do not exist yet, then lock them all (in key order, so two
     decisions never wait on each other in a cycle) and return their counts."""
     ordered = sorted(set(keys), key=lambda k: (str(k[0]), str(k[1]), k[2]))
-    values = [{"workspace_id": workspace_id, "profile_id": p, "offer_id": o, "period": per, "count": 0}
-              for p, o, per in ordered]
-    await session.execute(pg.insert(counter).values(values).on_conflict_do_nothing())
-    cond = sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
-        [sa.tuple_(sa.literal(p, pg.UUID(as_uuid=True)), sa.literal(o, pg.UUID(as_uuid=True)), sa.literal(per))
-         for p, o, per in ordered])
-    rows = await session.execute(
-        sa.select(counter.c.profile_id, counter.c.offer_id, counter.c.period, counter.c.count)
-        .where(counter.c.workspace_id == workspace_id, cond)
-        .order_by(counter.c.profile_id, counter.c.offer_id, counter.c.period)
-        .with_for_update()
-    )
+    params = {"cap_workspace_id": workspace_id, **_keys_param(ordered)}
+    await session.execute(_create_counters, params)
+    rows = await session.execute(_lock_counters, params)
     return {(r.profile_id, r.offer_id, r.period): r.count for r in rows}
 
 
@@ -159,18 +180,13 @@ async def increment_counters(
 ) -> None:
     if not keys:
         return
-    cond = sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
-        [sa.tuple_(sa.literal(p, pg.UUID(as_uuid=True)), sa.literal(o, pg.UUID(as_uuid=True)), sa.literal(per))
-         for p, o, per in keys])
-    await session.execute(
-        sa.update(counter).where(counter.c.workspace_id == workspace_id, cond).values(count=counter.c.count + 1)
-    )
+    await session.execute(_increment_counters, {"cap_workspace_id": workspace_id, **_keys_param(list(keys))})
 
 
 async def insert_decision(session: AsyncSession, decision: dict[str, Any], offers: list[dict[str, Any]]) -> None:
-    await session.execute(sa.insert(Decision.__table__).values(decision))
-    if offers:
-        await session.execute(sa.insert(DecisionOffer.__table__).values(offers))
+    await session.execute(sa.insert(Decision.__table__), [decision])
+    if offers:  # executemany: one compiled statement whatever the number of offers
+        await session.execute(sa.insert(DecisionOffer.__table__), offers)
 
 
 async def insert_decisions(session: AsyncSession, decisions: list[dict[str, Any]], offers: list[dict[str, Any]]) -> int:

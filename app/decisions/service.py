@@ -164,8 +164,8 @@ async def decide(
         raise NotFound(f"No profile with id {profile_id} in this workspace.", code="profile_not_found")
 
     # Consent: one check for the channel; without it nothing is offered, not even the fallback.
-    consent = await decision_consent.check_channel(
-        session, workspace_id=workspace_id, profile_id=profile_id, channel=placement.channel, at=now
+    consent = await decision_consent.check_channel(  # profile_id: read just above, merges followed
+        session, workspace_id=workspace_id, profile_id=profile_id, channel=placement.channel, at=now, resolved=True
     )
     consent_records = [consent]
     counts: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
