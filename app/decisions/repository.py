@@ -23,6 +23,7 @@ from app.decisions.models import (
     OfferModel,
 )
 from app.ingest.models import Event
+from app.offers import catalog as offer_catalog
 from app.profiles.models import Profile
 
 ORDER_EVENT = "Order Completed"
@@ -98,6 +99,7 @@ def _state_statement(rules: dict[str, sa.ColumnElement[bool]], capped: bool, las
         profile.c.id, profile.c.merged_into, profile.c.traits, computed.label("computed"),
         _count_since(7).label("events_7d"), _count_since(30).label("events_30d"), last_seen.label("last_seen"),
         counters.label("counters"), version.label("model_version"),
+        offer_catalog.version_column(profile.c.workspace_id).label("catalog_version"),
         (_last_order_items() if last_order else sa.null()).label("last_order"),
         *[expr.label(label) for label, expr in rules.items()],
     ]
@@ -124,7 +126,8 @@ async def profile_state(
 ) -> dict[str, Any] | None:
     """Everything a decision needs about the person, in one round trip: traits, computed traits,
     recent behaviour, every candidate's eligibility (one column per rule), cap counters, the
-    latest model version and (for complementary-item offers) the last order's items."""
+    latest model version, the catalog's version and (for complementary-item offers) the last
+    order's items."""
     stmt = _state_statement(rules, bool(capped_offers), last_order)
     params: dict[str, Any] = {"state_workspace_id": workspace_id, "state_profile_id": profile_id}
     if capped_offers:

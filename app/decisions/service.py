@@ -1,10 +1,11 @@
 """Decisions: eligible offers x consent x caps x model score -> ranked offers, and the ledger.
 
-One decision, in round trips: the placement, its channel's offers, then one SELECT on the
-person's profile row that reads their features and evaluates every candidate's eligibility
-rule (a column each), their cap counters and the latest model version; the consent check of
-the channel; the cap counters of the chosen offers locked and counted (only for offers with
-caps); and the ledger insert. See docs/DECISIONS.md.
+One decision, in round trips: the person's profile read (their features, every candidate's
+eligibility rule as a column, their cap counters, the latest model version and the catalog's
+version), the consent check of the channel, the cap counters of the chosen offers locked and
+counted (only for offers with caps), and the ledger insert. The placement, its offers and
+their compiled rules come from the per-process catalog (app/offers/catalog.py), reloaded when
+the profile read shows the catalog changed. See docs/DECISIONS.md.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from app.decisions.schemas import (
 from app.identity import service as identity_service
 from app.jobs import service as job_service
 from app.jobs.models import Job
+from app.offers import catalog as offer_catalog
 from app.offers import eligibility
 from app.offers import service as offer_service
-from app.offers.models import Offer, Placement
+from app.offers.catalog import OfferView
 from app.profiles import service as profile_service
 from app.workspaces import service as workspace_service
 
@@ -67,7 +69,7 @@ def _periods(now: datetime) -> dict[str, str]:
     }
 
 
-def _cap_keys(offer: Offer, profile_id: uuid.UUID, periods: dict[str, str]) -> list[tuple[str, tuple[uuid.UUID, uuid.UUID, str], int]]:
+def _cap_keys(offer: OfferView, profile_id: uuid.UUID, periods: dict[str, str]) -> list[tuple[str, tuple[uuid.UUID, uuid.UUID, str], int]]:
     """(cap name, counter key, limit) of each cap of the offer."""
     out = []
     for cap, limit in (offer.caps or {}).items():
@@ -105,13 +107,27 @@ async def resolve_person(
     return next(iter(found.values()))
 
 
-def _in_window(offer: Offer, now: datetime) -> bool:
+def _in_window(offer: OfferView, now: datetime) -> bool:
     return (offer.valid_from is None or offer.valid_from <= now) and (offer.valid_until is None or now < offer.valid_until)
 
 
-def _exclusion(offer: Offer, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
+def _exclusion(offer: OfferView, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"offer_id": str(offer.id), "name": offer.name, "reason": reason, "detail": detail,
             **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _rule_columns(catalog: offer_catalog.Catalog, explain: bool) -> dict[str, Any]:
+    """Eligibility as columns of the profile read: `r{i}` for offer i's rule and, with explain,
+    `r{i}_{j}` for each of its nodes. The same dict objects for the same catalog, so the
+    statement built from them is reused (repository._state_statement)."""
+    rules: dict[str, Any] = {}
+    for i, rule in enumerate(catalog.rules):
+        if rule is not None:
+            rules[f"r{i}"] = rule.clause
+            if explain:
+                for j, (_, _, clause, _) in enumerate(rule.nodes):
+                    rules[f"r{i}_{j}"] = clause
+    return rules
 
 
 async def decide(
@@ -122,46 +138,37 @@ async def decide(
     profile_id = await resolve_person(
         session, workspace_id=workspace_id, profile_id=request.profile_id, identifier=request.identifier
     )
-    placement = await offer_service.placement_by_name(session, workspace_id=workspace_id, name=request.placement)
-    offers = [o for o in await offer_service.candidates(session, workspace_id=workspace_id, channel=placement.channel)
-              if not o.placements or placement.name in o.placements]
+    catalog = await offer_catalog.for_placement(session, workspace_id=workspace_id, placement=request.placement, now=now)
+    periods = _periods(now)
+    state: dict[str, Any] | None = None
+    for _ in range(3):  # a merged person or an edited catalog reads again (bounded: edits may go on)
+        rules = _rule_columns(catalog, request.explain)
+        state = await repository.profile_state(
+            session, workspace_id=workspace_id, profile_id=profile_id, rules=rules, capped_offers=catalog.capped,
+            periods=sorted(set(periods.values())), last_order=catalog.has_complements,
+        )
+        if state is None:
+            raise NotFound(f"No profile with id {profile_id} in this workspace.", code="profile_not_found")
+        if state["merged_into"] is not None:
+            profile_id = (await profile_service.resolve_profile(session, workspace_id=workspace_id, profile_id=profile_id)).id
+        elif state["catalog_version"] != catalog.version:
+            catalog = await offer_catalog.for_placement(
+                session, workspace_id=workspace_id, placement=request.placement, now=now, stale_version=catalog.version)
+        else:
+            break
+    assert state is not None
+    placement = catalog.placement
     count = min(request.count or placement.max_offers, placement.max_offers)
 
     exclusions: list[dict[str, Any]] = []
-    live: list[Offer] = []
-    for o in offers:
+    live: list[tuple[int, OfferView]] = []
+    for i, o in enumerate(catalog.offers):
         if o.paused:
             exclusions.append(_exclusion(o, "paused", "The offer is paused."))
         elif not _in_window(o, now):
             exclusions.append(_exclusion(o, "outside_validity", f"Valid from {o.valid_from} until {o.valid_until}."))
         else:
-            live.append(o)
-
-    # Eligibility: one column per rule (and with explain, per rule node) in the profile read.
-    rules: dict[str, Any] = {}
-    compiled: dict[int, eligibility.CompiledRule] = {}
-    for i, o in enumerate(live):
-        if o.eligibility:
-            compiled[i] = await eligibility.compile_rule(
-                session, workspace_id=workspace_id, rule=o.eligibility, now=now, cached=True)
-            rules[f"r{i}"] = compiled[i].clause
-            if request.explain:
-                for j, (_, _, clause, _) in enumerate(compiled[i].nodes):
-                    rules[f"r{i}_{j}"] = clause
-    periods = _periods(now)
-    capped = [o.id for o in live if o.caps]
-    state = await repository.profile_state(
-        session, workspace_id=workspace_id, profile_id=profile_id, rules=rules, capped_offers=capped,
-        periods=sorted(set(periods.values())), last_order=any(o.kind == "complementary_item" for o in live),
-    )
-    if state is not None and state["merged_into"] is not None:
-        profile_id = (await profile_service.resolve_profile(session, workspace_id=workspace_id, profile_id=profile_id)).id
-        state = await repository.profile_state(
-            session, workspace_id=workspace_id, profile_id=profile_id, rules=rules, capped_offers=capped,
-            periods=sorted(set(periods.values())), last_order=any(o.kind == "complementary_item" for o in live),
-        )
-    if state is None:
-        raise NotFound(f"No profile with id {profile_id} in this workspace.", code="profile_not_found")
+            live.append((i, o))
 
     # Consent: one check for the channel; without it nothing is offered, not even the fallback.
     consent = await decision_consent.check_channel(  # profile_id: read just above, merges followed
@@ -181,20 +188,21 @@ async def decide(
 
     last_order = [p.get("product_id") for p in (state["last_order"] or []) if isinstance(p, dict) and p.get("product_id")]
     complement: str | None = None
-    if last_order and any(o.kind == "complementary_item" for o in live):
+    if last_order and any(o.kind == "complementary_item" for _, o in live):
         neighbours, _ = await repository.associations(session, workspace_id, [str(i) for i in last_order], popular=0)
         complement = recommend.complementary([str(i) for i in last_order], neighbours)
 
-    eligible: list[Offer] = []
-    for i, o in enumerate(live):
+    eligible: list[OfferView] = []
+    for i, o in live:
         if not consent["allowed"]:
             exclusions.append(_exclusion(o, "no_consent", consent["reason"], consent=consent))
             continue
         if o.eligibility and not state[f"r{i}"]:
             nodes = None
-            if request.explain:
-                values = [bool(state[f"r{i}_{j}"]) for j in range(len(compiled[i].nodes))]
-                nodes = eligibility.failing_nodes(compiled[i], values)
+            rule = catalog.rules[i]
+            if request.explain and rule is not None:
+                values = [bool(state[f"r{i}_{j}"]) for j in range(len(rule.nodes))]
+                nodes = eligibility.failing_nodes(rule, values)
             exclusions.append(_exclusion(o, "not_eligible", "The person does not match the eligibility rule"
                                          + (f" at {', '.join(n or '/' for n in nodes)}." if nodes else "."),
                                          rule_nodes=nodes))
@@ -254,13 +262,11 @@ async def decide(
                        "propensity": s["propensity"], "value": o.value, "probability": pk.probability,
                        "content": content})
     fallback = False
-    if not chosen and not control and placement.fallback_offer_id is not None and consent["allowed"]:
-        fb = (await offer_service.offers_by_id(session, workspace_id=workspace_id, ids=[placement.fallback_offer_id]))
-        o = fb.get(placement.fallback_offer_id)
-        if o is not None:
-            fallback = True
-            chosen.append({"offer_id": str(o.id), "name": o.name, "rank": 1, "score": None, "propensity": None,
-                           "value": o.value, "probability": 1.0, "content": dict(o.content)})
+    if not chosen and not control and catalog.fallback is not None and consent["allowed"]:
+        o = catalog.fallback
+        fallback = True
+        chosen.append({"offer_id": str(o.id), "name": o.name, "rank": 1, "score": None, "propensity": None,
+                       "value": o.value, "probability": 1.0, "content": dict(o.content)})
 
     decision_id = uuid7()
     pol_doc = {"exploration": pol.exploration, "epsilon": pol.epsilon, "control_share": pol.control_share,

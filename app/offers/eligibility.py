@@ -8,23 +8,20 @@ number of offers. For `explain`, every node of each rule is a column too, and th
 pointers of the false nodes name the reason.
 
 Compiling a rule builds SQLAlchemy expressions in Python (about a millisecond for a rule of a
-few conditions), which for 50 offers would cost a decision more than all its SQL. So a
-compiled rule is kept, per process, for `CACHE_SECONDS`: windows such as "in the last 30 days"
-are then measured from a clock at most that old, and a change to a segment an offer's rule
-refers to reaches decisions within that time. Changing an offer's own rule takes effect at
-once (the rule itself is the key).
+few conditions), which for 50 offers would cost a decision more than all its SQL; decisions
+therefore keep compiled rules with the catalog they belong to (app/offers/catalog.py) for at
+most `CACHE_SECONDS`: windows such as "in the last 30 days" are then measured from a clock at
+most that old, and a change to a segment an offer's rule refers to reaches decisions within
+that time. A change to the offer itself applies to the next decision.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,29 +40,13 @@ class CompiledRule:
 
 
 CACHE_SECONDS = 5.0
-CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[uuid.UUID, bytes], tuple[float, CompiledRule]] = OrderedDict()
 
 
 async def compile_rule(
     session: AsyncSession, *, workspace_id: uuid.UUID, rule: dict[str, Any], now: datetime | None = None,
-    cached: bool = False,
 ) -> CompiledRule:
-    """The rule as a boolean column over `profile`, and each of its nodes as one (for explain).
-    With `cached`, a rule compiled less than CACHE_SECONDS ago is reused (see above)."""
-    if not cached:
-        return await _compile(session, workspace_id=workspace_id, rule=rule, now=now)
-    key = (workspace_id, orjson.dumps(rule, option=orjson.OPT_SORT_KEYS))
-    clock = time.monotonic()
-    hit = _cache.get(key)
-    if hit is not None and clock - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    result = await _compile(session, workspace_id=workspace_id, rule=rule, now=now or datetime.now(UTC))
-    _cache[key] = (clock, result)
-    _cache.move_to_end(key)
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
-    return result
+    """The rule as a boolean column over `profile`, and each of its nodes as one (for explain)."""
+    return await _compile(session, workspace_id=workspace_id, rule=rule, now=now or datetime.now(UTC))
 
 
 async def _compile(

@@ -24,6 +24,11 @@ class Workspace(SQLModel, table=True):
     created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )
+    # Bumped by the database on every write to `offer` and `placement` (migration 0020): how
+    # decisions know their cached catalog is current (app/offers/catalog.py).
+    catalog_version: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
 
 
 class ApiKey(SQLModel, table=True):

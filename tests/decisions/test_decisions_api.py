@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import WorkspaceKeys
 from tests.decisions.helpers import decide, offer, person, placement, send
@@ -59,6 +61,35 @@ async def test_a_changed_rule_applies_to_the_next_decision(client: httpx.AsyncCl
     assert (await decide(client, workspace, pid))["offers"] == []
     other = await person(client, workspace, "u2", plan="pro")
     assert [x["name"] for x in (await decide(client, workspace, other))["offers"]] == ["free-only"]
+
+
+async def test_a_catalog_write_from_any_path_applies_to_the_next_decision(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, connection: AsyncConnection
+) -> None:
+    # The placement's offers and rules are kept between decisions (app/offers/catalog.py); the
+    # database bumps the workspace's catalog_version on every write, even one the API never saw.
+    pid = await person(client, workspace, "u1")
+    await offer(client, workspace, "a", value=2)
+    b = await offer(client, workspace, "b", value=1)
+    await placement(client, workspace, max_offers=3)
+    assert [x["name"] for x in (await decide(client, workspace, pid))["offers"]] == ["a", "b"]
+    version = (await connection.execute(sa.text("SELECT catalog_version FROM workspace WHERE id = :id"),
+                                        {"id": workspace.workspace_id})).scalar_one()
+
+    await connection.execute(sa.text("UPDATE offer SET paused = true WHERE name = 'a' AND workspace_id = :id"),
+                             {"id": workspace.workspace_id})
+    assert [x["name"] for x in (await decide(client, workspace, pid))["offers"]] == ["b"]
+    await connection.execute(sa.text("DELETE FROM offer WHERE id = :id"), {"id": b["id"]})
+    assert (await decide(client, workspace, pid))["offers"] == []
+    await connection.execute(sa.text("UPDATE placement SET max_offers = 1 WHERE workspace_id = :id"),
+                             {"id": workspace.workspace_id})
+    await connection.execute(sa.text("UPDATE offer SET paused = false WHERE workspace_id = :id"),
+                             {"id": workspace.workspace_id})
+    await offer(client, workspace, "c", value=9)
+    assert [x["name"] for x in (await decide(client, workspace, pid))["offers"]] == ["c"], "max_offers is now 1"
+    after = (await connection.execute(sa.text("SELECT catalog_version FROM workspace WHERE id = :id"),
+                                      {"id": workspace.workspace_id})).scalar_one()
+    assert after == version + 5, "one bump per written row"
 
 
 async def test_computed_trait_rules_and_missing_traits(client: httpx.AsyncClient, workspace: WorkspaceKeys) -> None:
