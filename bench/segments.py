@@ -47,7 +47,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine  # noqa: E4
 
 from app.core import migrations  # noqa: E402
 from app.core.db import Database  # noqa: E402
+from app.core.config import get_settings  # noqa: E402
 from app.segments import jobs as segment_jobs  # noqa: E402
+from app.segments import repository as segment_repository  # noqa: E402
 from app.segments import service as segment_service  # noqa: E402
 from app.segments.models import Segment, SegmentVersion  # noqa: E402
 from app.traits import service as trait_service  # noqa: E402
@@ -163,6 +165,8 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="Segments refreshed at once by refresh_workspace.")
+    parser.add_argument("--workspace", type=uuid.UUID,
+                        help="With --database-url: measure a workspace an earlier run built there (skips the build).")
     args = parser.parse_args()
 
     tmp = pg = None
@@ -180,23 +184,41 @@ async def main() -> None:
     engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
     raw = await asyncpg.connect(dsn)
     try:
-        started = time.perf_counter()
-        ws = await build(dsn, args.profiles, args.events)
-        async with AsyncSession(engine) as session:
-            await trait_service.refresh(session, workspace_id=ws)
-            await session.commit()
-        await raw.execute("ANALYZE computed_trait_value")
-        print(f"built {args.profiles:,} profiles, {args.events:,} events and their computed traits in "
-              f"{time.perf_counter() - started:.0f} s")
-        ids = await define(engine, ws)
+        # The hand-written queries get the work_mem the service gives rule evaluations.
+        await raw.execute("SELECT set_config('work_mem', $1, false)", get_settings().segment_work_mem)
+        if args.workspace is not None:
+            ws = args.workspace
+            rows = await raw.fetch("SELECT name, id FROM segment WHERE workspace_id = $1", ws)
+            ids = {r["name"]: r["id"] for r in rows if r["name"] in RULES}
+            if set(ids) != set(RULES):
+                sys.exit(f"workspace {ws} does not hold this benchmark's segments")
+            await raw.execute("DELETE FROM segment WHERE workspace_id = $1 AND name = 'everyone'", ws)
+            # The refreshes below start from empty, as after a build.
+            await raw.execute("DELETE FROM segment_member WHERE workspace_id = $1", ws)
+            await raw.execute("DELETE FROM segment_change WHERE workspace_id = $1", ws)
+            await raw.execute("UPDATE segment SET refreshed_at = NULL, refreshed_version = NULL WHERE workspace_id = $1", ws)
+            await raw.execute("VACUUM ANALYZE segment_member")
+            await raw.execute("VACUUM ANALYZE segment_change")
+            print(f"reusing workspace {ws}: {await raw.fetchval('SELECT count(*) FROM profile WHERE workspace_id = $1', ws):,} profiles")
+        else:
+            started = time.perf_counter()
+            ws = await build(dsn, args.profiles, args.events)
+            async with AsyncSession(engine) as session:
+                await trait_service.refresh(session, workspace_id=ws)
+                await session.commit()
+            await raw.execute("ANALYZE computed_trait_value")
+            print(f"built {args.profiles:,} profiles, {args.events:,} events and their computed traits in "
+                  f"{time.perf_counter() - started:.0f} s; workspace {ws}")
+            ids = await define(engine, ws)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
         print(f"{platform.node()} {os.cpu_count()} cpu, python {platform.python_version()}, commit {commit}; "
-              f"median of {args.rounds} rounds")
+              f"median of {args.rounds} rounds; work_mem {get_settings().segment_work_mem} on both sides")
         print(f"{'rule':<22} {'members':>9} {'count s':>8} {'hand s':>8} {'ratio':>6}")
         for name, (_, hand) in RULES.items():
             async with AsyncSession(engine) as session:
                 segment = await session.get(Segment, (ws, ids[name]))
                 clause = await segment_service.compile_rule(session, workspace_id=ws, rule=segment.rule)
+                await segment_repository.use_rule_work_mem(session)  # as preview() and refreshes do
                 stmt = sa.select(sa.func.count()).select_from(segment_service.profile).where(
                     *segment_service.live_profiles(ws), clause)
                 ours, theirs = [], []

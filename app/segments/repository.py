@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import get_settings
 from app.identity.models import IdentityChange
 from app.profiles.models import Profile
 from app.segments.models import Segment, SegmentChange, SegmentMember, SegmentRefresh, SegmentVersion
@@ -28,6 +29,12 @@ refresh_log = SegmentRefresh.__table__
 
 
 # ------------------------------------------------------------------------ definitions
+
+
+async def use_rule_work_mem(session: AsyncSession) -> None:
+    """Give this transaction's rule evaluations `segment_work_mem` (app/core/config.py says why);
+    `set_config(..., true)` is SET LOCAL with the value as a bound parameter."""
+    await session.execute(sa.select(sa.func.set_config("work_mem", get_settings().segment_work_mem, True)))
 
 
 async def get_segment(session: AsyncSession, workspace_id: uuid.UUID, segment_id: uuid.UUID) -> Segment | None:

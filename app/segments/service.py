@@ -323,6 +323,7 @@ def live_profiles(workspace_id: uuid.UUID) -> list[sa.ColumnElement[bool]]:
 async def preview(session: AsyncSession, *, workspace_id: uuid.UUID, rule: Any, sample: int) -> PreviewResult:
     """How many profiles match now, and a few of them, in one statement; nothing is saved."""
     clause = await compile_rule(session, workspace_id=workspace_id, rule=rule)
+    await repository.use_rule_work_mem(session)
     total = sa.func.count().over().label("total")
     matching = sa.select(profile.c.id, profile.c.traits, total).where(*live_profiles(workspace_id), clause)
     if sample == 0:
@@ -612,6 +613,8 @@ async def refresh_segment(
         scope = await repository.touched_profiles(session, workspace_id, segment.refreshed_at - INCREMENTAL_OVERLAP,
                                                   limit=INCREMENTAL_LIMIT)
         incremental = scope is not None
+    if matches is not None:
+        await repository.use_rule_work_mem(session)
     entered, exited = await repository.apply_membership(
         session, workspace_id=workspace_id, segment_id=segment.id, version=segment.version, at=refreshed_at,
         matches=matches, scope=scope,
