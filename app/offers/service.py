@@ -141,10 +141,6 @@ async def delete_placement(session: AsyncSession, *, workspace_id: uuid.UUID, pl
     await session.flush()
 
 
-async def candidates(session: AsyncSession, *, workspace_id: uuid.UUID, channel: str) -> Sequence[Offer]:
-    return await repository.candidates(session, workspace_id, channel)
-
-
 async def offers_by_id(session: AsyncSession, *, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Offer]:
     return await repository.offers_by_id(session, workspace_id, ids)
 
