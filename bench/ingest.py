@@ -407,8 +407,14 @@ async def main() -> None:
                           f"({median['http_events_per_s']:,} vs {median['raw_events_per_s']:,} ev/s)", flush=True)
     finally:
         if server is not None:
+            # SIGTERM: uvicorn drains, and the job worker gives a running job (a segment
+            # refresh, say) up to 30 s to finish before cancelling it.
             server.terminate()
-            server.wait(timeout=20)
+            try:
+                server.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         if tmp is not None:
             # Each run writes gigabytes of events: stop the embedded server and delete them.
             if pg is not None:
