@@ -39,6 +39,7 @@ import functools
 import itertools
 import math
 import random
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,6 +344,8 @@ _RANDOM_PAIR_STRENGTH = 1_000.0
 _EM_MAX_ITERATIONS = 200
 _EM_TOLERANCE = 1e-6
 _EM_MAX_PAIRS = 2_000_000  # beyond this EM fits a random sample of the compared pairs
+_COMPARE_CHUNK = 100_000  # pairs compared per slice (find_candidates)
+_PAIR_BATCH = 4_000_000  # pairs expanded per numpy batch (_blocked_pairs)
 # u of an equal e-mail local part that is just a name of either record ("john.smith",
 # "jsmith", give or take a number): namesakes pick the same few patterns, so the e-mail adds
 # little to the name evidence. Anything else in the local part keeps the full weight.
@@ -469,6 +472,7 @@ def _block_keys(f: _Features) -> Iterable[tuple[str, ...]]:
 # --- field comparisons (each symmetric in its two arguments) -----------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 20)  # names repeat: most pairs compare names seen before
 def _first_level(a_full: str, a_tok: str, b_full: str, b_tok: str) -> str:
     if a_full == b_full or a_tok == b_tok:
         return "exact"  # also "Mary Ann" vs "Mary": a dropped middle name
@@ -483,6 +487,7 @@ def _first_level(a_full: str, a_tok: str, b_full: str, b_tok: str) -> str:
     return "similar" if jw >= 0.80 else "different"
 
 
+@functools.lru_cache(maxsize=1 << 20)  # names repeat: most pairs compare names seen before
 def _last_level(a: str, b: str) -> str:
     if a == b:
         return "exact"
@@ -556,6 +561,7 @@ class _Comparer:
             u0 = _TF_U0[kind]
             self.u_exact[kind] = (same + _TF_PSEUDO_PAIRS * u0) / (holders * (holders - 1) + _TF_PSEUDO_PAIRS)
         self.u_exact["email_key"] = max(self.u_exact["email_key"], 1e-9)
+        self._name_cache: dict[tuple[Any, ...], tuple[tuple[tuple[int, int, float], ...], bool]] = {}
 
     def tf_bits(self, kind: str, count: int) -> float:
         """Adjustment of an exact agreement on a value held by ``count`` records: positive
@@ -564,18 +570,20 @@ class _Comparer:
         return math.log2(self.u_exact[kind] / share)
 
     def compare(self, a: _Features, b: _Features) -> tuple[list[int], list[float], bool]:
-        levels = [_MISSING] * len(_COMPARISONS)
-        tf = [0.0] * len(_COMPARISONS)
+        # The hot loop (every blocked pair): level indices come from small dicts rather than
+        # _Comparison.index, and the name comparison, which depends on the two records' names
+        # and the household flag only, is memoised (names repeat a lot, see _names).
+        levels = [_MISSING] * _N_COMPARISONS
+        tf = [0.0] * _N_COMPARISONS
 
         location = self._location(a, b, tf)
         levels[LOCATION] = location
-        household = location in _HOUSEHOLD_LOCATIONS
 
-        swapped = self._names(a, b, household, levels, tf)
+        swapped = self._names(a, b, location in _HOUSEHOLD_LOCATIONS, levels, tf)
 
         if a.birthdate and b.birthdate:
             level = _birthdate_level(a, b)
-            levels[BIRTHDATE] = _COMPARISONS[BIRTHDATE].index(level)
+            levels[BIRTHDATE] = _BIRTHDATE_INDEX[level]
             if level == "exact":
                 tf[BIRTHDATE] = self.tf_bits("birthdate", self.counts["birthdate"][a.birthdate])
 
@@ -591,15 +599,27 @@ class _Comparer:
             else:
                 levels[PHONE] = 2
 
-        for index, attr, fn in (
-            (CITY, "city", _typo_level), (ADDRESS2, "address2", _typo_level), (NATIONAL_ID, "national_id", _id_level),
-        ):
-            x, y = getattr(a, attr), getattr(b, attr)
-            if x and y:
-                level = fn(x, y)
-                levels[index] = _COMPARISONS[index].index(level)
-                if level == "exact":
-                    tf[index] = self.tf_bits(attr, self.counts[attr][x])
+        x, y = a.city, b.city
+        if x and y:
+            if x == y:
+                levels[CITY] = 0
+                tf[CITY] = self.tf_bits("city", self.counts["city"][x])
+            else:
+                levels[CITY] = _CITY_INDEX[_typo_level(x, y)]
+        x, y = a.address2, b.address2
+        if x and y:
+            if x == y:
+                levels[ADDRESS2] = 0
+                tf[ADDRESS2] = self.tf_bits("address2", self.counts["address2"][x])
+            else:
+                levels[ADDRESS2] = _ADDRESS2_INDEX[_typo_level(x, y)]
+        x, y = a.national_id, b.national_id
+        if x and y:
+            if x == y:
+                levels[NATIONAL_ID] = 0
+                tf[NATIONAL_ID] = self.tf_bits("national_id", self.counts["national_id"][x])
+            else:
+                levels[NATIONAL_ID] = _NATIONAL_ID_INDEX[_id_level(x, y)]
         if a.state and b.state:
             levels[STATE] = 0 if a.state == b.state else 1
             if a.state == b.state:
@@ -660,7 +680,23 @@ class _Comparer:
         return _MISSING
 
     def _names(self, a: _Features, b: _Features, household: bool, levels: list[int], tf: list[float]) -> bool:
-        """Set the first/last name levels; True when the swapped reading won."""
+        """Set the first/last name levels; True when the swapped reading won.
+
+        The outcome depends only on the two records' names and ``household``, and names
+        repeat (Zipf-like in any real file), so it is memoised per comparer; the cache is
+        emptied when it reaches _NAME_CACHE_SIZE entries, which bounds its memory."""
+        key = (a.first, a.first_tok, a.last, b.first, b.first_tok, b.last, household)
+        cached = self._name_cache.get(key)
+        if cached is None:
+            if len(self._name_cache) >= _NAME_CACHE_SIZE:
+                self._name_cache.clear()
+            cached = self._name_cache[key] = self._compare_names(a, b, household)
+        best, swapped = cached
+        for c, lv, w in best:
+            levels[c], tf[c] = lv, w
+        return swapped
+
+    def _compare_names(self, a: _Features, b: _Features, household: bool) -> tuple[tuple[tuple[int, int, float], ...], bool]:
         group = 1 if household else 0
         first = last = None
         if a.first_tok and b.first_tok:
@@ -686,9 +722,7 @@ class _Comparer:
             *_, bits, reading = max(readings, key=lambda r: r[:3])
             if bits + _SWAP_BITS > straight_bits:
                 best, swapped = reading, True
-        for c, lv, w in best:
-            levels[c], tf[c] = lv, w
-        return swapped
+        return tuple(best), swapped
 
     def _first_name(self, a_full: str, a_tok: str, b_full: str, b_tok: str, group: int, crossed: bool) -> tuple[int, int, float]:
         level = _FIRST_LEVEL_INDEX[_first_level(a_full, a_tok, b_full, b_tok)]
@@ -711,6 +745,12 @@ class _Comparer:
 
 _FIRST_LEVEL_INDEX = {name: i for i, (name, *_) in enumerate(_FIRST_ROWS)}
 _LAST_LEVEL_INDEX = {name: i for i, (name, *_) in enumerate(_LAST_ROWS)}
+_N_COMPARISONS = len(_COMPARISONS)
+_BIRTHDATE_INDEX, _CITY_INDEX, _ADDRESS2_INDEX, _NATIONAL_ID_INDEX = (
+    {lv.name: j for j, lv in enumerate(_COMPARISONS[c].levels)} for c in (BIRTHDATE, CITY, ADDRESS2, NATIONAL_ID)
+)
+# Distinct name pairs remembered by one comparer (~200 bytes each): 2 million is ~0.4 GB at most.
+_NAME_CACHE_SIZE = 2_000_000
 
 
 # --- learning: expectation maximisation over the compared pairs --------------------------------
@@ -877,6 +917,50 @@ def _scores(model: _Model, levels: np.ndarray, offsets: np.ndarray) -> np.ndarra
     return 1.0 / (1.0 + np.exp2(-np.clip(_total_bits(model, levels, offsets), -60.0, 60.0)))
 
 
+def _blocked_pairs(features: Sequence[_Features], max_block_size: int) -> tuple[np.ndarray, int]:
+    """Every pair of records sharing a blocking key in a block of at most ``max_block_size``
+    records, once, as sorted codes ``i * n + j`` (``i < j``), and how many blocks were too
+    large to expand.
+
+    Built with numpy rather than a set of Python ints: the keys become block numbers, the
+    (block, record) memberships are sorted into blocks, the blocks of one size are expanded
+    together with that size's triangle of index pairs, and ``np.unique`` removes the pairs
+    two keys share. A pair costs 8 bytes (twice while it is being de-duplicated) instead of
+    the ~70 of a set entry.
+    """
+    n = len(features)
+    block_of: dict[tuple[str, ...], int] = {}
+    member_block = array("q")
+    member_record = array("q")
+    for i, f in enumerate(features):
+        for key in set(_block_keys(f)):
+            member_block.append(block_of.setdefault(key, len(block_of)))
+            member_record.append(i)
+    n_blocks = len(block_of)
+    del block_of
+    blocks = np.frombuffer(member_block, dtype=np.int64)
+    records = np.frombuffer(member_record, dtype=np.int64)
+    order = np.argsort(blocks, kind="stable")  # stable: records stay ascending within a block
+    records = records[order]
+    sizes = np.bincount(blocks, minlength=n_blocks)
+    del order, blocks, member_block
+    starts = np.cumsum(sizes) - sizes
+    skipped_blocks = int((sizes > max_block_size).sum())
+    parts: list[np.ndarray] = []
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= max_block_size)]).tolist():
+        first = starts[sizes == size]
+        left, right = np.triu_indices(size, 1)
+        # At most ~4M pairs at a time, so the member matrix and the codes stay small.
+        step = max(1, _PAIR_BATCH // len(left))
+        for b in range(0, len(first), step):
+            members = records[first[b : b + step, None] + np.arange(size)]
+            codes = members[:, left] * n + members[:, right]
+            parts.append(np.unique(codes.ravel()))
+    if not parts:
+        return np.empty(0, dtype=np.int64), skipped_blocks
+    return np.unique(np.concatenate(parts)), skipped_blocks
+
+
 def find_candidates(
     records: Sequence[PersonRecord],
     *,
@@ -904,40 +988,30 @@ def find_candidates(
         raise ValueError("record ids must be unique")
 
     features = [_features(r) for r in records]
-    blocks: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    for i, f in enumerate(features):
-        for key in set(_block_keys(f)):
-            blocks[key].append(i)
-
     n = len(records)
-    codes: set[int] = set()  # i * n + j with i < j: ints hash and store far cheaper than tuples
-    skipped_blocks = 0
-    for members in blocks.values():
-        if len(members) < 2:
-            continue
-        if len(members) > max_block_size:
-            skipped_blocks += 1
-            continue
-        # members are appended in index order, so every combination already has i < j.
-        codes.update(i * n + j for i, j in itertools.combinations(members, 2))
-    del blocks
-    candidates = np.fromiter(codes, dtype=np.int64, count=len(codes))
-    del codes
-    candidates.sort()  # a deterministic order, whatever the set's
+    candidates, skipped_blocks = _blocked_pairs(features, max_block_size)
     k = len(candidates)
 
     comparer = _Comparer(features)
-    n_comp = len(_COMPARISONS)
-    levels = np.empty((k, n_comp), dtype=np.int8)
+    levels = np.empty((k, _N_COMPARISONS), dtype=np.int8)
     tf_total = np.zeros(k)
     swapped = np.zeros(k, dtype=bool)
     compare = comparer.compare
-    for row, code in enumerate(candidates.tolist()):
-        i, j = divmod(code, n)
-        lv, tf, sw = compare(features[i], features[j])
-        levels[row] = lv
-        tf_total[row] = sum(tf)
-        swapped[row] = sw
+    # In slices, so that no Python list of all pairs is ever built: what a pair costs in
+    # memory is its row of the arrays above (8 + 10 + 8 + 1 bytes).
+    for start in range(0, k, _COMPARE_CHUNK):
+        chunk = candidates[start : start + _COMPARE_CHUNK]
+        rows_i, rows_j = np.divmod(chunk, n)
+        chunk_levels, chunk_tf, chunk_swapped = [], [], []
+        for i, j in zip(rows_i.tolist(), rows_j.tolist()):
+            lv, tf, sw = compare(features[i], features[j])
+            chunk_levels.append(lv)
+            chunk_tf.append(sum(tf))
+            chunk_swapped.append(sw)
+        end = start + len(chunk)
+        levels[start:end] = chunk_levels
+        tf_total[start:end] = chunk_tf
+        swapped[start:end] = chunk_swapped
 
     offsets = tf_total + np.where(swapped, _SWAP_BITS, 0.0)
     model = _Model()

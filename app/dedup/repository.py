@@ -39,6 +39,28 @@ async def insert_run(
     return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one()
 
 
+async def set_run_status(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    run_id: uuid.UUID,
+    status: str,
+    only_if: Sequence[str],
+    finish: bool = False,
+) -> DedupRun | None:
+    """Move a run to ``status`` if it is in one of ``only_if``; None when it is not (or gone)."""
+    values: dict[str, Any] = {"status": status}
+    if finish:
+        values["finished_at"] = sa.func.clock_timestamp()
+    stmt = (
+        sa.update(DedupRun)
+        .where(DedupRun.workspace_id == workspace_id, DedupRun.id == run_id, DedupRun.status.in_(list(only_if)))
+        .values(**values)
+        .returning(DedupRun)
+    )
+    return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one_or_none()
+
+
 async def reviewed_evidence(
     conn: Any, *, workspace_id: uuid.UUID, reasons: Sequence[str], limit: int
 ) -> list[tuple[dict[str, Any], bool]]:
@@ -100,6 +122,17 @@ async def load_profiles(
         workspace_id, list(trait_keys), limit,
     )
     return [(r["id"], _json(r["traits"])) for r in rows]
+
+
+async def count_profiles(conn: Any, *, workspace_id: uuid.UUID, trait_keys: Sequence[str], limit: int) -> int:
+    """How many profiles :func:`load_profiles` would load, counting no further than ``limit``."""
+    return await conn.fetchval(
+        """SELECT count(*) FROM (
+               SELECT 1 FROM profile
+               WHERE workspace_id = $1 AND merged_into IS NULL AND traits ?| $2::text[]
+               LIMIT $3) AS matchable""",
+        workspace_id, list(trait_keys), limit,
+    )
 
 
 async def identifiers_of(

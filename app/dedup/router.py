@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.core import idempotency
 from app.core.auth import ReadPrincipal, WritePrincipal
@@ -24,28 +24,36 @@ router = APIRouter(prefix="/dedup", tags=["dedup"])
 
 
 @router.post(
-    "/runs", response_model=DedupRunPublic, status_code=201, responses=responses(401, 403, 404, 409, 422),
+    "/runs", response_model=DedupRunPublic, status_code=status.HTTP_201_CREATED,
+    responses={202: {"model": DedupRunPublic,
+                     "description": "The workspace has more than 100,000 matchable profiles: the run is `queued` "
+                                    "for the background worker; poll `GET /v1/dedup/runs/{id}`."},
+               **responses(401, 403, 404, 409, 422)},
     summary="Find (and merge) likely duplicate profiles",
 )
 async def create_dedup_run(
-    request: Request, session: SessionDep, principal: WritePrincipal, body: DedupRunCreate | None = None,
-    idempotency_key: idempotency.IdempotencyKey = None,
+    request: Request, response: Response, session: SessionDep, principal: WritePrincipal,
+    body: DedupRunCreate | None = None, idempotency_key: idempotency.IdempotencyKey = None,
 ) -> DedupRunPublic:
     """Scores pairs of the workspace's profiles that share no identifier (names, postcode,
     address, birthdate, e-mail and phone similarity; blocking, not all pairs), records those at
     or above `min_score` for review and merges those at or above `threshold` (ledger rule
-    `dedup`, undone by split). Pairs rejected on review are not proposed again. Runs inside the
-    request for now; see docs/DEDUP.md."""
+    `dedup`, undone by split). Pairs rejected on review are not proposed again. Up to 100,000
+    matchable profiles the run happens inside the request (201, `completed`); a larger
+    workspace is queued for the background worker (202, `queued`). See docs/DEDUP.md."""
     body = body or DedupRunCreate()
 
     async def run() -> DedupRunPublic:
-        return await service.run_dedup(
+        return await service.request_run(
             session, workspace_id=principal.workspace_id, threshold=body.threshold, min_score=body.min_score,
             max_block_size=body.max_block_size, dry_run=body.dry_run,
         )
 
-    return await idempotency.once(session, request, workspace_id=principal.workspace_id, key=idempotency_key,
-                                  body=body.model_dump(mode="json"), model=DedupRunPublic, run=run)
+    result = await idempotency.once(session, request, workspace_id=principal.workspace_id, key=idempotency_key,
+                                    body=body.model_dump(mode="json"), model=DedupRunPublic, run=run)
+    if result.status == "queued":
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
 
 
 @router.get("/runs", response_model=DedupRunPage, responses=responses(400, 401, 403, 422), summary="List dedup runs")

@@ -79,7 +79,9 @@ class DedupRunPublic(BaseModel):
 
     id: uuid.UUID
     status: Literal["queued", "running", "completed", "failed"] = Field(
-        description="Runs are synchronous for now, so a returned run is `completed`."
+        description="A workspace of up to 100,000 matchable profiles is de-duplicated inside the request, and the "
+                    "run comes back `completed` (201). A larger one is `queued` (202) for the background worker, "
+                    "then `running`, then `completed` or `failed`: poll `GET /v1/dedup/runs/{id}`."
     )
     threshold: float | None = Field(description="Auto-merge threshold; null when the run never merged automatically.")
     min_score: float
@@ -101,6 +103,11 @@ class DedupRunPublic(BaseModel):
         examples=[{"birthdate": {"count": 1, "examples": [
             {"profile_id": "0193a5c0-0000-7000-8000-000000000001", "value": "04/05/1980",
              "reason": "'04/05/1980' could be day/month or month/day: write it as 1980-MM-DD"}]}}],
+    )
+    error: str | None = Field(
+        default=None, description="Why the run failed (status `failed`); null otherwise.",
+        examples=["The workspace has more than 2,000,000 profiles with matchable traits; a run is limited to that many "
+                  "(docs/DEDUP.md)."],
     )
     created_at: datetime
     finished_at: datetime | None

@@ -6,9 +6,12 @@ the pure matcher find scored pairs, drops the pairs identity resolution is respo
 records the rest as candidates and merges those at or above the threshold through
 ``identity_service.manual_merge`` (ledger rule ``dedup``, so ``split`` undoes them).
 
-The run is synchronous: a bounded in-memory pass (at most :data:`MAX_PROFILES` profiles)
-inside the caller's transaction. When the Postgres job queue lands it becomes a job that
-calls :func:`run_dedup` with the same arguments.
+A run requested through the API (:func:`request_run`) is synchronous when the workspace has
+at most :data:`MAX_SYNC_PROFILES` matchable profiles: one in-memory pass inside the request's
+transaction. A larger workspace gets a ``queued`` run and a job on the Postgres queue
+(:data:`TASK_RUN`, ``app/dedup/jobs.py``) that calls :func:`run_dedup` for that run in a
+transaction of its own; the CLI calls :func:`run_dedup` directly. Either way a run scans at
+most :data:`MAX_PROFILES` profiles.
 """
 
 from __future__ import annotations
@@ -30,15 +33,21 @@ from app.dedup import repository
 from app.dedup.models import DedupCandidate, DedupRun
 from app.dedup.schemas import DedupCandidatePublic, DedupRunCounts, DedupRunPublic
 from app.identity import service as identity_service
+from app.jobs import service as job_service
 from app.dedup.dates import UnreadableDate, parse_birthdate
 from app.dedup.matcher import CandidatePair, Decision, PersonRecord, find_candidates
 from app.identity.normalize import IdentitySettings, InvalidIdentifier, normalize_identifier
 from app.profiles import service as profile_service
 from app.workspaces import service as workspace_service
 
-#: Most profiles one synchronous run scans. Matching 100,000 records takes tens of seconds and
-#: about a gigabyte (docs/DEDUP.md §5); beyond that a request is the wrong place for it.
-MAX_PROFILES = 100_000
+#: Most profiles a run inside a request scans. Matching 100,000 records takes tens of seconds
+#: (docs/DEDUP.md §5); a larger workspace is de-duplicated by a background job instead.
+MAX_SYNC_PROFILES = 100_000
+#: Most profiles any run scans (API job or CLI): memory grows with the profiles and the
+#: blocked pairs, and 1M took a few GB (docs/DEDUP.md §5).
+MAX_PROFILES = 2_000_000
+#: The queue entrypoint of a background run (payload: workspace_id, job_id = the run's id).
+TASK_RUN = "dedup.run"
 
 MERGE_RULE = "dedup"
 
@@ -202,7 +211,7 @@ class _Counts:
     skipped_blocks: int = 0
 
 
-async def run_dedup(
+async def request_run(
     session: AsyncSession,
     *,
     workspace_id: uuid.UUID,
@@ -211,27 +220,108 @@ async def run_dedup(
     max_block_size: int,
     dry_run: bool,
 ) -> DedupRunPublic:
+    """A run as the API starts it: done now when the workspace has at most
+    :data:`MAX_SYNC_PROFILES` matchable profiles (the run comes back ``completed``), else
+    queued for the worker (``queued``; follow it at ``GET /v1/dedup/runs/{id}``).
+
+    The queued run and its job are written in the caller's transaction, so a request that
+    rolls back leaves neither. The job is tracked by the job service under the run's id,
+    which is where a failed run's reason is kept.
+    """
+    await workspace_service.get_workspace(session, workspace_id=workspace_id)
+    conn = await raw_connection(session)
+    matchable = await repository.count_profiles(
+        conn, workspace_id=workspace_id, trait_keys=MATCHABLE_TRAITS, limit=MAX_SYNC_PROFILES + 1
+    )
+    if matchable <= MAX_SYNC_PROFILES:
+        return await run_dedup(
+            session, workspace_id=workspace_id, threshold=threshold, min_score=min_score,
+            max_block_size=max_block_size, dry_run=dry_run, max_profiles=MAX_SYNC_PROFILES,
+        )
+    job = await job_service.submit(session, workspace_id=workspace_id, task=TASK_RUN, coalesce=False)
+    run = await repository.insert_run(
+        session, workspace_id=workspace_id, run_id=job.id,
+        values={"status": "queued", "threshold": threshold, "min_score": min_score,
+                "max_block_size": max_block_size, "dry_run": dry_run},
+    )
+    return run_public(run)
+
+
+async def start_queued_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    """Mark a queued run ``running`` (committed on its own, so pollers see it while it works).
+
+    False when the run no longer waits: finished, failed or deleted with its workspace. A
+    run already ``running`` is taken again: its worker died and the queue handed the job on
+    (the first attempt's transaction rolled back with it, so nothing of it was kept).
+    """
+    return await repository.set_run_status(
+        session, workspace_id=workspace_id, run_id=run_id, status="running", only_if=("queued", "running")
+    ) is not None
+
+
+async def fail_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    """Mark a background run ``failed`` (the job service keeps the reason)."""
+    await repository.set_run_status(
+        session, workspace_id=workspace_id, run_id=run_id, status="failed", only_if=("queued", "running"), finish=True
+    )
+
+
+async def run_queued(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any]:
+    """The work of a background run: :func:`run_dedup` with the parameters stored on the run."""
+    run = await repository.get_run(session, workspace_id=workspace_id, run_id=run_id)
+    if run is None:
+        raise NotFound(f"No dedup run with id {run_id} in this workspace.")
+    done = await run_dedup(
+        session, workspace_id=workspace_id, threshold=run.threshold, min_score=run.min_score,
+        max_block_size=run.max_block_size, dry_run=run.dry_run, run_id=run_id,
+    )
+    return {"run_id": str(done.id), **done.counts.model_dump()}
+
+
+async def run_dedup(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    threshold: float | None,
+    min_score: float,
+    max_block_size: int,
+    dry_run: bool,
+    max_profiles: int | None = None,
+    run_id: uuid.UUID | None = None,
+) -> DedupRunPublic:
     """Find likely duplicates among the workspace's profiles, record them, merge the confident ones.
 
     ``threshold`` None never merges. A ``dry_run`` records the candidates and checks each
     merge it would make (identity limits included) without making it; its ``auto_merged``
-    and ``merge_conflicts`` say what a real run would do.
+    and ``merge_conflicts`` say what a real run would do. ``run_id``: a queued run to carry
+    out (a background job), else a new run is recorded. More than ``max_profiles``
+    matchable profiles (default :data:`MAX_PROFILES`) is a 422 ``dedup_too_large``.
     """
+    if max_profiles is None:
+        max_profiles = MAX_PROFILES
     workspace = await workspace_service.get_workspace(session, workspace_id=workspace_id)
     conn = await raw_connection(session)
     await repository.lock_runs(conn, workspace_id)
-    run = await repository.insert_run(
-        session, workspace_id=workspace_id, run_id=uuid7(),
-        values={"status": "running", "threshold": threshold, "min_score": min_score,
-                "max_block_size": max_block_size, "dry_run": dry_run},
-    )
+    if run_id is None:
+        run = await repository.insert_run(
+            session, workspace_id=workspace_id, run_id=uuid7(),
+            values={"status": "running", "threshold": threshold, "min_score": min_score,
+                    "max_block_size": max_block_size, "dry_run": dry_run},
+        )
+    else:
+        found = await repository.set_run_status(session, workspace_id=workspace_id, run_id=run_id, status="running",
+                                                only_if=("queued", "running"))
+        if found is None:
+            raise NotFound(f"No waiting dedup run with id {run_id} in this workspace.")
+        run = found
     profiles = await repository.load_profiles(
-        conn, workspace_id=workspace_id, trait_keys=MATCHABLE_TRAITS, limit=MAX_PROFILES + 1
+        conn, workspace_id=workspace_id, trait_keys=MATCHABLE_TRAITS, limit=max_profiles + 1
     )
-    if len(profiles) > MAX_PROFILES:
+    if len(profiles) > max_profiles:
         raise DedupTooLarge(
-            f"The workspace has more than {MAX_PROFILES:,} profiles with matchable traits; a synchronous run "
-            "is limited to that many."
+            f"The workspace has more than {max_profiles:,} profiles with matchable traits; "
+            + ("a run inside a request is limited to that many." if max_profiles < MAX_PROFILES
+               else "a run is limited to that many (docs/DEDUP.md).")
         )
     traits_of = dict(profiles)
     unreadable = Unreadable()
@@ -388,7 +478,18 @@ async def get_run(session: AsyncSession, *, workspace_id: uuid.UUID, run_id: uui
     run = await repository.get_run(session, workspace_id=workspace_id, run_id=run_id)
     if run is None:
         raise NotFound(f"No dedup run with id {run_id} in this workspace.")
-    return run_public(run)
+    return run_public(run, error=await _failure(session, run))
+
+
+async def _failure(session: AsyncSession, run: DedupRun) -> str | None:
+    """Why a background run failed: the error its job recorded (the job has the run's id)."""
+    if run.status != "failed":
+        return None
+    try:
+        job = await job_service.get_job(session, workspace_id=run.workspace_id, job_id=run.id, task_prefix=TASK_RUN)
+    except NotFound:
+        return None
+    return job.error
 
 
 async def list_runs(
@@ -397,15 +498,15 @@ async def list_runs(
     before = _uuid(decode_cursor(cursor, 1)[0]) if cursor else None
     runs = await repository.list_runs(session, workspace_id=workspace_id, before=before, limit=limit + 1)
     next_cursor = encode_cursor(runs[limit - 1].id) if len(runs) > limit else None
-    return [run_public(r) for r in runs[:limit]], next_cursor
+    return [run_public(r, error=await _failure(session, r)) for r in runs[:limit]], next_cursor
 
 
-def run_public(run: DedupRun) -> DedupRunPublic:
+def run_public(run: DedupRun, error: str | None = None) -> DedupRunPublic:
     return DedupRunPublic(
         id=run.id, status=run.status, threshold=run.threshold, min_score=run.min_score,  # type: ignore[arg-type]
         max_block_size=run.max_block_size, dry_run=run.dry_run,
         counts=DedupRunCounts(**{name: getattr(run, name) for name in DedupRunCounts.model_fields}),
-        model=run.model, unreadable=run.unreadable or {},
+        model=run.model, unreadable=run.unreadable or {}, error=error,
         created_at=run.created_at, finished_at=run.finished_at,
     )
 

@@ -44,6 +44,7 @@ def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
     """Every domain's tasks and schedules (the worker's counterpart of app/api.py): each
     domain's jobs module registers its own; add a domain with one line below."""
     from app.decisions import jobs as decision_jobs
+    from app.dedup import jobs as dedup_jobs
     from app.identity import jobs as identity_jobs
     from app.privacy import jobs as privacy_jobs
     from app.segments import jobs as segment_jobs
@@ -57,6 +58,7 @@ def domain_jobs(settings: Settings) -> tuple[list[Task], list[Schedule]]:
         segment_jobs,
         privacy_jobs,
         decision_jobs,
+        dedup_jobs,
     ):
         module.register(registry)
     return registry.tasks, registry.schedules
