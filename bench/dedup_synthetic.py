@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import resource
 import string
 import time
 from collections import defaultdict
@@ -420,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = find_candidates(records, min_score=0.5, max_block_size=args.max_block_size)
     t2 = time.perf_counter()
     n = len(records)
-    print(f"records={n} true_pairs={len(truth)} generate={t1 - t0:.2f}s match={t2 - t1:.2f}s")
+    print(f"records={n} true_pairs={len(truth)} generate={t1 - t0:.2f}s match={t2 - t1:.2f}s "
+          f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}MB (generator included)")
     print(
         f"compared_pairs={result.compared_pairs} ({result.compared_pairs / max(n * (n - 1) // 2, 1):.4%} of all pairs) "
         f"skipped_blocks={result.skipped_blocks} candidates>=0.5={len(result.pairs)}"

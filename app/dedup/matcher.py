@@ -346,6 +346,10 @@ _EM_TOLERANCE = 1e-6
 _EM_MAX_PAIRS = 2_000_000  # beyond this EM fits a random sample of the compared pairs
 _COMPARE_CHUNK = 100_000  # pairs compared per slice (find_candidates)
 _PAIR_BATCH = 4_000_000  # pairs expanded per numpy batch (_blocked_pairs)
+# Blocks up to this size are expanded into all their pairs; larger ones (up to max_block_size)
+# are searched by sorted neighbourhood with this window (docs/DEDUP.md §2, measured on 1M).
+_FULL_BLOCK_SIZE = 20
+_WINDOW = 5
 # u of an equal e-mail local part that is just a name of either record ("john.smith",
 # "jsmith", give or take a number): namesakes pick the same few patterns, so the e-mail adds
 # little to the name evidence. Anything else in the local part keeps the full weight.
@@ -917,17 +921,34 @@ def _scores(model: _Model, levels: np.ndarray, offsets: np.ndarray) -> np.ndarra
     return 1.0 / (1.0 + np.exp2(-np.clip(_total_bits(model, levels, offsets), -60.0, 60.0)))
 
 
-def _blocked_pairs(features: Sequence[_Features], max_block_size: int) -> tuple[np.ndarray, int]:
-    """Every pair of records sharing a blocking key in a block of at most ``max_block_size``
-    records, once, as sorted codes ``i * n + j`` (``i < j``), and how many blocks were too
-    large to expand.
+def _blocked_pairs(
+    features: Sequence[_Features],
+    max_block_size: int,
+    full_block_size: int | None = None,
+    window: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Every pair of records sharing a blocking key, once, as sorted codes ``i * n + j``
+    (``i < j``), and how many blocks were too large to use.
 
-    Built with numpy rather than a set of Python ints: the keys become block numbers, the
-    (block, record) memberships are sorted into blocks, the blocks of one size are expanded
-    together with that size's triangle of index pairs, and ``np.unique`` removes the pairs
-    two keys share. A pair costs 8 bytes (twice while it is being de-duplicated) instead of
-    the ~70 of a set entry.
+    * A block of at most ``full_block_size`` records (default _FULL_BLOCK_SIZE) is expanded
+      into all its pairs.
+    * A larger block, up to ``max_block_size``, is searched by **sorted neighbourhood**: its
+      records are put in order twice, by name (surname, first name, birthdate) and by
+      birthdate (birthdate, postcode, surname), and each is paired with the next ``window``
+      records (default _WINDOW) of each order. Such blocks are what keys with a fixed
+      vocabulary turn into in a large file (a birthday is shared by ~40 people in 1M, a
+      phonetic "John Smith" by hundreds), and expanding them is what makes the pairs grow
+      with n²; the neighbours in those orders are the records most like each other.
+    * A block over ``max_block_size`` is skipped (a default birthdate, a shop's phone).
+
+    Built with numpy: the keys become block numbers, the (block, record) memberships are
+    sorted into blocks, the blocks of one size are expanded together, and ``np.unique``
+    removes the pairs two keys share; a pair costs 8 bytes (the ~70 of a set entry before).
+    The orders depend on the records' contents only (ties, identical records, by position),
+    so the pairs do not depend on the records' ids.
     """
+    full_block_size = _FULL_BLOCK_SIZE if full_block_size is None else full_block_size
+    window = _WINDOW if window is None else window
     n = len(features)
     block_of: dict[tuple[str, ...], int] = {}
     member_block = array("q")
@@ -947,18 +968,51 @@ def _blocked_pairs(features: Sequence[_Features], max_block_size: int) -> tuple[
     starts = np.cumsum(sizes) - sizes
     skipped_blocks = int((sizes > max_block_size).sum())
     parts: list[np.ndarray] = []
+    ranks: list[np.ndarray] | None = None
     for size in np.unique(sizes[(sizes >= 2) & (sizes <= max_block_size)]).tolist():
         first = starts[sizes == size]
-        left, right = np.triu_indices(size, 1)
+        if size <= full_block_size:
+            left, right = np.triu_indices(size, 1)
+        else:
+            if ranks is None:
+                ranks = [_rank(features, _name_order), _rank(features, _date_order)]
+            left = right = np.empty(0, dtype=np.intp)
+        per_block = len(left) if size <= full_block_size else 2 * size * window
         # At most ~4M pairs at a time, so the member matrix and the codes stay small.
-        step = max(1, _PAIR_BATCH // len(left))
+        step = max(1, _PAIR_BATCH // max(per_block, 1))
         for b in range(0, len(first), step):
             members = records[first[b : b + step, None] + np.arange(size)]
-            codes = members[:, left] * n + members[:, right]
+            if size <= full_block_size:
+                codes = members[:, left] * n + members[:, right]
+            else:
+                assert ranks is not None
+                pieces = []
+                for rank in ranks:
+                    ordered = np.take_along_axis(members, np.argsort(rank[members], axis=1), axis=1)
+                    for d in range(1, min(window, size - 1) + 1):
+                        a, c = ordered[:, :-d], ordered[:, d:]
+                        pieces.append((np.minimum(a, c) * n + np.maximum(a, c)).ravel())
+                codes = np.concatenate(pieces)
             parts.append(np.unique(codes.ravel()))
     if not parts:
         return np.empty(0, dtype=np.int64), skipped_blocks
     return np.unique(np.concatenate(parts)), skipped_blocks
+
+
+def _name_order(f: _Features) -> tuple[str, ...]:
+    return (f.last, f.first, f.birthdate_digits, f.postcode, f.address_key, f.email, f.phone, f.national_id)
+
+
+def _date_order(f: _Features) -> tuple[str, ...]:
+    return (f.birthdate_digits, f.postcode, f.last, f.first, f.address_key, f.email, f.phone, f.national_id)
+
+
+def _rank(features: Sequence[_Features], key: Any) -> np.ndarray:
+    """Each record's position when all are sorted by ``key`` (ties by position)."""
+    order = sorted(range(len(features)), key=lambda i: key(features[i]))
+    rank = np.empty(len(features), dtype=np.int64)
+    rank[order] = np.arange(len(features))
+    return rank
 
 
 def find_candidates(

@@ -135,6 +135,32 @@ def test_oversized_blocks_are_skipped_and_counted() -> None:
     assert uncapped.compared_pairs == len(records) * (len(records) - 1) // 2
 
 
+def test_large_blocks_are_searched_by_sorted_neighbourhood() -> None:
+    """A block over the full-expansion size (a surname everyone in one postcode has) is not
+    expanded into all its pairs: each record meets its nearest neighbours by name and by
+    birthdate. The duplicate in it is still found, far fewer pairs are compared, and the pairs
+    do not depend on the records' order."""
+    syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi"]
+    firsts = [a + b + c for a in syllables for b in syllables for c in ("n", "s")][:60]
+    rng = random.Random(3)
+    records = [
+        PersonRecord(f"s{i:02d}", first.title(), "Smith", postcode="AB1 2CD", address=f"{i + 1} Mill Lane",
+                     birthdate=date(1950 + rng.randrange(50), 1 + rng.randrange(12), 1 + rng.randrange(28)))
+        for i, first in enumerate(firsts)
+    ]
+    jon = PersonRecord("t-jon", "Jonathan", "Smith", postcode="AB1 2CD", address="99 Mill Lane", birthdate=date(1980, 4, 12))
+    jon_again = PersonRecord("u-jon", "Jonathon", "Smith", postcode="ab1 2cd", address="99, Mill Ln", birthdate=date(1980, 4, 12))
+    records += [jon, jon_again]
+    result = find_candidates(records, max_block_size=500)
+    assert result.skipped_blocks == 0
+    n = len(records)
+    assert result.compared_pairs < n * (n - 1) // 2 // 2  # expanded, the postcode block alone is 1,891 pairs
+    assert [(p.left_id, p.right_id) for p in result.pairs if p.score >= DEFAULT_THRESHOLD] == [("t-jon", "u-jon")]
+    backward = find_candidates(records[::-1], max_block_size=500)
+    assert backward.compared_pairs == result.compared_pairs
+    assert [(p.left_id, p.right_id, p.score) for p in backward.pairs] == [(p.left_id, p.right_id, p.score) for p in result.pairs]
+
+
 # --- synthetic data and the quality gate ----------------------------------------------------
 
 
