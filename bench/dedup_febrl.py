@@ -175,7 +175,7 @@ async def through_api(url: str, admin_token: str, name: str, rows: list[dict[str
             "import_seconds": t1 - t0, "run_seconds": t2 - t1, "found": found}
 
 
-def start_server(admin_token: str) -> tuple[str, Any, Any]:
+def start_server(admin_token: str, run_worker: bool = False) -> tuple[str, Any, Any]:
     import asyncpg
     import httpx
 
@@ -194,7 +194,8 @@ def start_server(admin_token: str) -> tuple[str, Any, Any]:
     port = __import__("socket").create_server(("127.0.0.1", 0)).getsockname()[1]
     env = {**os.environ, "DATABASE_URL": pg.get_uri(database="clientele_bench", driver="asyncpg"),
            "CLIENTELE_ADMIN_TOKEN": admin_token, "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_LOG_JSON": "false",
-           "CLIENTELE_PORT": str(port), "CLIENTELE_WORKERS": "1", "CLIENTELE_RUN_WORKER": "false"}
+           "CLIENTELE_PORT": str(port), "CLIENTELE_WORKERS": "1",
+           "CLIENTELE_RUN_WORKER": "true" if run_worker else "false"}
     server = subprocess.Popen([str(ROOT / ".venv/bin/clientele"), "serve"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "wb"))
     url = f"http://127.0.0.1:{port}"
