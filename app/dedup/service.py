@@ -72,6 +72,8 @@ MATCHABLE_TRAITS: tuple[str, ...] = (
     *STREET_KEYS, *HOUSE_NUMBER_KEYS, *ADDRESS2_KEYS, *CITY_KEYS, *STATE_KEYS, *NATIONAL_ID_KEYS, *ADDRESS_KEYS,
     *BIRTHDATE_KEYS,
 )
+#: Traits that are also identifiers (pairs sharing one belong to identity resolution).
+IDENTIFIER_TRAITS = ("email", "phone")
 #: Reasons of the decisions people made on the review queue: the labels the model learns from
 #: (automatic merges are the model's own guesses and are not fed back to it).
 MERGED_ON_REVIEW = "merged on review"
@@ -323,9 +325,12 @@ async def run_dedup(
             + ("a run inside a request is limited to that many." if max_profiles < MAX_PROFILES
                else "a run is limited to that many (docs/DEDUP.md).")
         )
-    traits_of = dict(profiles)
+    # Only the traits the shared-identifier check reads are kept past this point: at 1M
+    # profiles the full trait dicts are gigabytes the matching does not need.
+    traits_of = {pid: {k: traits[k] for k in IDENTIFIER_TRAITS if k in traits} for pid, traits in profiles}
     unreadable = Unreadable()
     records = [r for pid, traits in profiles if (r := record_from_traits(pid, traits, unreadable)) is not None]
+    del profiles
     decisions = [
         Decision(evidence, same) for evidence, same in await repository.reviewed_evidence(
             conn, workspace_id=workspace_id, reasons=(MERGED_ON_REVIEW, REJECTED_ON_REVIEW), limit=MAX_DECISIONS
@@ -390,7 +395,7 @@ async def _without_shared_identifiers(
 
 def _trait_identifiers(traits: Mapping[str, Any], settings: IdentitySettings) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
-    for type_ in ("email", "phone"):
+    for type_ in IDENTIFIER_TRAITS:
         raw = traits.get(type_)
         if raw is None or raw == "":
             continue
