@@ -15,9 +15,11 @@ Pipeline
 2. **Blocking**: a record is only compared with records sharing at least one blocking key
    (postcode + initial, phonetic surname + birth year, birthdate, phonetic full name, house
    number + street, national id, e-mail local part, phone tail), so the cost grows with the
-   block sizes rather than n^2. Blocks larger than ``max_block_size`` are skipped and
-   counted: a key shared by thousands of records ("1970-01-01", a shop's phone number)
-   carries no identifying information and would dominate the run time.
+   block sizes rather than n^2. Blocks of more than 20 records are searched by sorted
+   neighbourhood rather than expanded (each record meets its nearest by name and by
+   birthdate), so the pairs grow about linearly with n. Blocks larger than
+   ``max_block_size`` are skipped and counted: a key shared by thousands of records
+   ("1970-01-01", a shop's phone number) carries no identifying information.
 3. **Comparison**: every field of a compared pair falls into a level ("exact", "typo",
    "different", ...; a field missing on either side is not compared). Every comparison is
    symmetric: the score of (a, b) is the score of (b, a).

@@ -16,9 +16,10 @@ CANDIDATE_STATUSES = ("pending", "merged", "rejected")
 class DedupRun(SQLModel, table=True):
     """One pass of the duplicate matcher over a workspace: its parameters and what it did.
 
-    Runs are synchronous today, so a stored run is always ``completed`` (a failed run rolls
-    back with its request); ``queued``/``running``/``failed`` are there for when runs move to
-    the background job queue.
+    A run inside a request is stored ``completed`` (a failed one rolls back with its request);
+    a background run (a workspace over ``service.MAX_SYNC_PROFILES``) goes ``queued`` ->
+    ``running`` -> ``completed`` or ``failed``, and has the id of its job, which keeps the
+    reason of a failure.
     """
 
     __tablename__ = "dedup_run"
