@@ -110,8 +110,10 @@ async def list_runs(
 
 async def load_profiles(
     conn: Any, *, workspace_id: uuid.UUID, trait_keys: Sequence[str], limit: int
-) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-    """Live profiles holding at least one of ``trait_keys``, in id order, at most ``limit``.
+) -> list[tuple[uuid.UUID, Any]]:
+    """Live profiles holding at least one of ``trait_keys``, in id order, at most ``limit``,
+    with their traits as the driver returns them (:func:`parse_traits` reads them: a run
+    does that off the event loop).
 
     Merged-away profiles are skipped: their traits already live on the survivor.
     """
@@ -121,7 +123,12 @@ async def load_profiles(
            ORDER BY id LIMIT $3""",
         workspace_id, list(trait_keys), limit,
     )
-    return [(r["id"], _json(r["traits"])) for r in rows]
+    return [(r["id"], r["traits"]) for r in rows]
+
+
+def parse_traits(raw: Any) -> dict[str, Any]:
+    """A profile's traits as :func:`load_profiles` returned them, as a dict."""
+    return _json(raw)
 
 
 async def count_profiles(conn: Any, *, workspace_id: uuid.UUID, trait_keys: Sequence[str], limit: int) -> int:

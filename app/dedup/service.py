@@ -325,11 +325,9 @@ async def run_dedup(
             + ("a run inside a request is limited to that many." if max_profiles < MAX_PROFILES
                else "a run is limited to that many (docs/DEDUP.md).")
         )
-    # Only the traits the shared-identifier check reads are kept past this point: at 1M
-    # profiles the full trait dicts are gigabytes the matching does not need.
-    traits_of = {pid: {k: traits[k] for k in IDENTIFIER_TRAITS if k in traits} for pid, traits in profiles}
-    unreadable = Unreadable()
-    records = [r for pid, traits in profiles if (r := record_from_traits(pid, traits, unreadable)) is not None]
+    # Reading a million trait documents takes tens of seconds of CPU: off the event loop, like
+    # the matching, so the process keeps serving (and a worker keeps its job's heartbeat).
+    records, traits_of, unreadable = await asyncio.to_thread(_records_of, profiles)
     del profiles
     decisions = [
         Decision(evidence, same) for evidence, same in await repository.reviewed_evidence(
@@ -369,6 +367,24 @@ async def run_dedup(
         counts=dataclasses.asdict(counts), model=result.model, unreadable=unreadable.fields,
     )
     return run_public(run)
+
+
+def _records_of(
+    profiles: Sequence[tuple[uuid.UUID, Any]],
+) -> tuple[list[PersonRecord], dict[uuid.UUID, dict[str, Any]], Unreadable]:
+    """The matcher's records of loaded profiles, their identifier traits, what was unreadable.
+
+    Only the traits the shared-identifier check reads are kept: at 1M profiles the whole
+    trait documents are gigabytes the matching does not need."""
+    unreadable = Unreadable()
+    records: list[PersonRecord] = []
+    traits_of: dict[uuid.UUID, dict[str, Any]] = {}
+    for pid, raw in profiles:
+        traits = repository.parse_traits(raw)
+        traits_of[pid] = {k: traits[k] for k in IDENTIFIER_TRAITS if k in traits}
+        if (record := record_from_traits(pid, traits, unreadable)) is not None:
+            records.append(record)
+    return records, traits_of, unreadable
 
 
 async def _without_shared_identifiers(
