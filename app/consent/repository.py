@@ -76,11 +76,15 @@ async def next_notice_version(session: AsyncSession, workspace_id: uuid.UUID, ke
     return (current or 0) + 1
 
 
+# Built once, as the decision path's statements below.
+_absorbed = sa.select(Profile.id).where(
+    Profile.workspace_id == sa.bindparam("group_workspace_id"), Profile.merged_into == sa.bindparam("group_survivor"))
+
+
 async def merge_group(session: AsyncSession, workspace_id: uuid.UUID, survivor_id: uuid.UUID) -> tuple[list[uuid.UUID], datetime | None]:
     """The profiles merged into `survivor_id` and the time of the latest merge that is not undone."""
     absorbed = list((await session.execute(
-        sa.select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.merged_into == survivor_id)
-    )).scalars())
+        _absorbed, {"group_workspace_id": workspace_id, "group_survivor": survivor_id})).scalars())
     if not absorbed:
         return [], None
     merged_at = await session.scalar(
@@ -106,6 +110,16 @@ def stale_since(record: Any) -> sa.ScalarSelect[Any]:
     )
 
 
+# The decision path's statements, built once: building them per call (the stale-notice
+# subquery, the channel alternative) cost more Python than PostgreSQL spends running them.
+_purpose_channel_records = sa.select(ConsentRecord, stale_since(ConsentRecord).label("stale_since")).where(
+    ConsentRecord.workspace_id == sa.bindparam("records_workspace_id"),
+    ConsentRecord.profile_id.in_(sa.bindparam("records_profiles", expanding=True)),
+    ConsentRecord.purpose == sa.bindparam("records_purpose"),
+    sa.or_(ConsentRecord.channel == sa.bindparam("records_channel"), ConsentRecord.channel.is_(None)),
+)
+
+
 async def group_records(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -116,6 +130,11 @@ async def group_records(
 ) -> list[tuple[ConsentRecord, datetime | None]]:
     """Records of these profiles (one purpose, one channel and the all-channel ones, when
     given), each with the time its notice went stale."""
+    if purpose is not None and channel is not None:  # a consent check (every decision makes one)
+        result = await session.execute(_purpose_channel_records, {
+            "records_workspace_id": workspace_id, "records_profiles": list(profile_ids),
+            "records_purpose": purpose, "records_channel": channel})
+        return [(r, s) for r, s in result]
     stmt = sa.select(ConsentRecord, stale_since(ConsentRecord).label("stale_since")).where(
         ConsentRecord.workspace_id == workspace_id, ConsentRecord.profile_id.in_(list(profile_ids))
     )

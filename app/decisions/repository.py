@@ -186,10 +186,14 @@ async def increment_counters(
     await session.execute(_increment_counters, {"cap_workspace_id": workspace_id, **_keys_param(list(keys))})
 
 
+_insert_decision = sa.insert(Decision.__table__)  # built once (every decision writes one)
+_insert_decision_offer = sa.insert(DecisionOffer.__table__)
+
+
 async def insert_decision(session: AsyncSession, decision: dict[str, Any], offers: list[dict[str, Any]]) -> None:
-    await session.execute(sa.insert(Decision.__table__), [decision])
+    await session.execute(_insert_decision, [decision])
     if offers:  # executemany: one compiled statement whatever the number of offers
-        await session.execute(sa.insert(DecisionOffer.__table__), offers)
+        await session.execute(_insert_decision_offer, offers)
 
 
 async def insert_decisions(session: AsyncSession, decisions: list[dict[str, Any]], offers: list[dict[str, Any]]) -> int:
