@@ -43,7 +43,7 @@ import math
 import random
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -605,32 +605,30 @@ class _Comparer:
             else:
                 levels[PHONE] = 2
 
-        x, y = a.city, b.city
-        if x and y:
-            if x == y:
-                levels[CITY] = 0
-                tf[CITY] = self.tf_bits("city", self.counts["city"][x])
-            else:
-                levels[CITY] = _CITY_INDEX[_typo_level(x, y)]
-        x, y = a.address2, b.address2
-        if x and y:
-            if x == y:
-                levels[ADDRESS2] = 0
-                tf[ADDRESS2] = self.tf_bits("address2", self.counts["address2"][x])
-            else:
-                levels[ADDRESS2] = _ADDRESS2_INDEX[_typo_level(x, y)]
-        x, y = a.national_id, b.national_id
-        if x and y:
-            if x == y:
-                levels[NATIONAL_ID] = 0
-                tf[NATIONAL_ID] = self.tf_bits("national_id", self.counts["national_id"][x])
-            else:
-                levels[NATIONAL_ID] = _NATIONAL_ID_INDEX[_id_level(x, y)]
+        if a.city and b.city:
+            self._exact_or_near(CITY, "city", a.city, b.city, _CITY_INDEX, _typo_level, levels, tf)
+        if a.address2 and b.address2:
+            self._exact_or_near(ADDRESS2, "address2", a.address2, b.address2, _ADDRESS2_INDEX, _typo_level, levels, tf)
+        if a.national_id and b.national_id:
+            self._exact_or_near(NATIONAL_ID, "national_id", a.national_id, b.national_id, _NATIONAL_ID_INDEX, _id_level,
+                                levels, tf)
         if a.state and b.state:
             levels[STATE] = 0 if a.state == b.state else 1
             if a.state == b.state:
                 tf[STATE] = self.tf_bits("state", self.counts["state"][a.state])
         return levels, tf, swapped
+
+    def _exact_or_near(
+        self, comparison: int, kind: str, x: str, y: str, index: dict[str, int], level: Callable[[str, str], str],
+        levels: list[int], tf: list[float],
+    ) -> None:
+        """A field present on both sides: exact (level 0, weighted by how common the value is)
+        or the level `level` gives the pair."""
+        if x == y:
+            levels[comparison] = 0
+            tf[comparison] = self.tf_bits(kind, self.counts[kind][x])
+        else:
+            levels[comparison] = index[level(x, y)]
 
     def _email(self, a: _Features, b: _Features, levels: list[int], tf: list[float]) -> None:
         if a.email == b.email:
