@@ -120,6 +120,56 @@ _purpose_channel_records = sa.select(ConsentRecord, stale_since(ConsentRecord).l
 )
 
 
+_absorbed_profile = Profile.__table__.alias("absorbed_profile")  # the outer statement reads `profile`
+
+
+def _object(**fields: Any) -> sa.FunctionElement[Any]:
+    """jsonb_build_object with these keys (identifiers of ours, written into the SQL)."""
+    return sa.func.jsonb_build_object(*[x for key, value in fields.items() for x in (sa.literal_column(f"'{key}'"), value)])  # the outer statement reads `profile`
+
+
+def check_columns(person: sa.Table) -> dict[str, sa.ScalarSelect[Any]]:
+    """What a consent check reads, as columns of a statement over `person` (the profile table,
+    one row: a decision's profile read), so the check costs no round trip of its own. Bound at
+    execution: `check_purpose` and `check_channel`. Columns: the purpose's basis and default
+    (`consent_purpose`, JSON, null for an unknown purpose), the time of the latest merge into
+    the person that is not undone (`consent_merged_at`) and the records of the person and of
+    the profiles merged into them for the purpose on the channel or on every channel, each with
+    the time its notice went stale (`consent_records`, a JSON array). `check_loaded` in the
+    service decides from them exactly as `check` does from its own statements."""
+    purpose = ConsentPurpose.__table__
+    record = ConsentRecord.__table__
+    merge = ProfileMerge.__table__
+    absorbed = _absorbed_profile
+    merged_ids = sa.select(absorbed.c.id).where(
+        absorbed.c.workspace_id == person.c.workspace_id, absorbed.c.merged_into == person.c.id).correlate(person)
+    purpose_doc = (
+        sa.select(_object(lawful_basis=purpose.c.lawful_basis, default_status=purpose.c.default_status))
+        .where(purpose.c.workspace_id == person.c.workspace_id,
+               purpose.c.key == sa.bindparam("check_purpose", type_=sa.Text))
+        .correlate(person).scalar_subquery()
+    )
+    merged_at = (
+        sa.select(sa.func.max(merge.c.created_at))
+        .where(merge.c.workspace_id == person.c.workspace_id, merge.c.absorbed_id.in_(merged_ids),
+               merge.c.undone_at.is_(None))
+        .correlate(person).scalar_subquery()
+    )
+    group = sa.func.array_prepend(person.c.id, sa.func.array(merged_ids.scalar_subquery()))
+    records = (
+        sa.select(sa.func.jsonb_agg(_object(
+            id=record.c.id, profile_id=record.c.profile_id, channel=record.c.channel, status=record.c.status,
+            source=record.c.source, method=record.c.method, notice_key=record.c.notice_key,
+            notice_version=record.c.notice_version, occurred_at=record.c.occurred_at, expires_at=record.c.expires_at,
+            stale_since=stale_since(record.c))))
+        .where(record.c.workspace_id == person.c.workspace_id, record.c.profile_id == sa.func.any(group),
+               record.c.purpose == sa.bindparam("check_purpose", type_=sa.Text),
+               sa.or_(record.c.channel == sa.bindparam("check_channel", type_=sa.Text), record.c.channel.is_(None)))
+        .correlate(person).scalar_subquery()
+    )
+    return {"consent_purpose": purpose_doc, "consent_merged_at": merged_at, "consent_records": records}
+
+
 async def group_records(
     session: AsyncSession,
     workspace_id: uuid.UUID,

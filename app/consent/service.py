@@ -362,12 +362,12 @@ class ConsentCheck:
     status: str  # granted, denied, withdrawn, expired, stale, default_granted, default_denied, unknown_purpose, no_profile
     reason: str
     profile_id: uuid.UUID | None = None
-    record: ConsentRecord | None = None
+    record: ConsentRecord | RecordView | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    record: ConsentRecord
+    record: ConsentRecord | RecordView
     stale_since: datetime | None
 
 
@@ -401,7 +401,7 @@ def _deciding(candidates: list[_Candidate], merged_at: datetime | None, at: date
     return sorted(ordered, key=lambda c: _valid(c, at))[0]  # stable: not allowing first, then the latest
 
 
-def _via(r: ConsentRecord) -> str:
+def _via(r: ConsentRecord | RecordView) -> str:
     text = f"{r.occurred_at.date().isoformat()} via {r.method or r.source}"
     if r.notice_key is not None:
         text += f" under notice {r.notice_key} v{r.notice_version}"
@@ -411,7 +411,7 @@ def _via(r: ConsentRecord) -> str:
 
 
 def _answer(
-    purpose: ConsentPurpose, deciding: _Candidate | None, at: datetime, survivor_id: uuid.UUID, conflict: bool
+    purpose: ConsentPurpose | _PurposeView, deciding: _Candidate | None, at: datetime, survivor_id: uuid.UUID, conflict: bool
 ) -> ConsentCheck:
     if deciding is None:
         granted = purpose.default_status == "granted"
@@ -488,8 +488,59 @@ async def check(
             session, workspace_id, [survivor, *absorbed], purpose=purpose, channel=channel,
         )
     ]
-    return _answer(purpose_row, _deciding(candidates, merged_at, at), at, survivor,
-                   _conflict(candidates, merged_at, at))
+    return _decide(purpose_row, candidates, merged_at, at, survivor)
+
+
+def _decide(purpose: ConsentPurpose | _PurposeView, candidates: list[_Candidate], merged_at: datetime | None, at: datetime,
+            survivor: uuid.UUID) -> ConsentCheck:
+    return _answer(purpose, _deciding(candidates, merged_at, at), at, survivor, _conflict(candidates, merged_at, at))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    """The fields of a consent record a check reads, from `repository.check_columns`' JSON."""
+
+    id: uuid.UUID
+    profile_id: uuid.UUID
+    channel: str | None
+    status: str
+    source: str
+    method: str | None
+    notice_key: str | None
+    notice_version: int | None
+    occurred_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _PurposeView:
+    lawful_basis: str
+    default_status: str
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def check_loaded(row: Any, *, profile_id: uuid.UUID, purpose: str, channel: str, at: datetime) -> ConsentCheck:
+    """`check` for a person whose consent columns (`repository.check_columns`) were read with
+    them: the same rules and answer, without a statement of its own. `profile_id` is the
+    person that row read, not merged away."""
+    if channel not in CHANNELS:
+        return ConsentCheck(False, None, "unknown_channel", f"no channel {channel!r}")
+    basis = row["consent_purpose"]
+    if basis is None:
+        return ConsentCheck(False, None, "unknown_purpose", f"no purpose {purpose!r} in this workspace", profile_id)
+    candidates = [
+        _Candidate(RecordView(
+            id=uuid.UUID(r["id"]), profile_id=uuid.UUID(r["profile_id"]), channel=r["channel"], status=r["status"],
+            source=r["source"], method=r["method"], notice_key=r["notice_key"], notice_version=r["notice_version"],
+            occurred_at=datetime.fromisoformat(r["occurred_at"]), expires_at=_time(r["expires_at"]),
+        ), _time(r["stale_since"]))
+        for r in row["consent_records"] or ()
+    ]
+    return _decide(_PurposeView(basis["lawful_basis"], basis["default_status"]), candidates,
+                   row["consent_merged_at"], at, profile_id)
 
 
 async def consent_state(

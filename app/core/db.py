@@ -157,7 +157,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
         pool_timeout=settings.db_pool_timeout_seconds,
-        connect_args={"server_settings": _server_settings(settings)},
+        # asyncpg keeps a connection's prepared statements only up to 15 kB of SQL by default;
+        # a decision's profile read (every eligibility rule as a column) is longer and would be
+        # parsed and planned again on every execution.
+        connect_args={"server_settings": _server_settings(settings), "max_cacheable_statement_size": 1 << 20},
         json_serializer=lambda obj: orjson.dumps(obj).decode(),
         json_deserializer=orjson.loads,
     )
@@ -334,3 +337,40 @@ async def raw_connection(session: AsyncSession) -> Any:
     if not raw.is_in_transaction():
         await conn.exec_driver_sql("SELECT 1")
     return raw
+
+
+class Precompiled:
+    """A SQLAlchemy statement compiled once to PostgreSQL's text, for a hot path that runs it
+    on the session's asyncpg connection (`raw_connection`).
+
+    Every execution through the session looks the statement up in SQLAlchemy's compiled cache
+    (hashing every bound value of its key) and processes every parameter again; for a
+    statement with hundreds of fixed bound values (a decision's profile read: every
+    eligibility rule's values) that was most of its cost. Here the fixed values are processed
+    once and only `runtime` parameters are given per execution. They all stay bound
+    parameters: no value is ever written into the SQL text.
+    """
+
+    __slots__ = ("_args", "_runtime", "sql")
+
+    def __init__(self, statement: Any, dialect: Any, runtime: dict[str, Any]) -> None:
+        """`runtime`: each parameter given at execution, with a placeholder value of its type."""
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params(runtime)
+        processors = compiled._bind_processors  # what SQLAlchemy's own execution applies
+        self.sql = str(compiled)
+        self._args: list[Any] = []
+        self._runtime: list[tuple[int, str, Callable[[Any], Any] | None]] = []
+        for i, name in enumerate(compiled.positiontup or ()):
+            process = processors.get(name)
+            if name in runtime:
+                self._runtime.append((i, name, process))
+                self._args.append(None)
+            else:
+                self._args.append(process(params[name]) if process is not None else params[name])
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        args = list(self._args)
+        for i, name, process in self._runtime:
+            args[i] = process(values[name]) if process is not None else values[name]
+        return args

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.consent import repository as consent_repository
+from app.core.db import Precompiled, raw_connection
 from app.decisions.models import (
     EVERYONE,
     Decision,
@@ -61,13 +63,20 @@ def _last_order_items() -> sa.ScalarSelect[Any]:
 
 
 _STATE_CACHE_SIZE = 1024
-_state_statements: OrderedDict[tuple[Any, ...], tuple[sa.Select[Any], tuple[Any, ...]]] = OrderedDict()
+_state_statements: OrderedDict[tuple[Any, ...], tuple[Precompiled, tuple[Any, ...]]] = OrderedDict()
+# Given at each execution (with a placeholder of their type, for compiling).
+_STATE_RUNTIME = {"state_workspace_id": EVERYONE, "state_profile_id": EVERYONE, "check_purpose": "",
+                  "check_channel": "", "capped_offers": [EVERYONE], "periods": [""]}
 
 
-def _state_statement(rules: dict[str, sa.ColumnElement[bool]], capped: bool, last_order: bool) -> sa.Select[Any]:
-    """The profile read of a decision, built once per set of compiled rules (eligibility caches
-    those): building a SELECT of 50 rule columns costs more Python than the query costs
-    PostgreSQL. The person, the offers and the periods are bound at execution."""
+def _state_statement(
+    rules: dict[str, sa.ColumnElement[bool]], capped: bool, last_order: bool, dialect: Any
+) -> Precompiled:
+    """The profile read of a decision, built and compiled once per set of compiled rules
+    (eligibility caches those): building a SELECT of 50 rule columns costs more Python than
+    the query costs PostgreSQL, and so does SQLAlchemy's per-execution handling of its
+    hundreds of bound rule values (app.core.db.Precompiled). The person, the offers, the
+    periods, the purpose and the channel are bound at execution."""
     key = (tuple(rules), tuple(id(v) for v in rules.values()), capped, last_order)
     hit = _state_statements.get(key)
     if hit is not None:
@@ -101,17 +110,20 @@ def _state_statement(rules: dict[str, sa.ColumnElement[bool]], capped: bool, las
         counters.label("counters"), version.label("model_version"),
         offer_catalog.version_column(profile.c.workspace_id).label("catalog_version"),
         (_last_order_items() if last_order else sa.null()).label("last_order"),
+        *[expr.label(label) for label, expr in consent_repository.check_columns(profile).items()],
         *[expr.label(label) for label, expr in rules.items()],
     ]
     stmt = sa.select(*columns).where(
         profile.c.workspace_id == sa.bindparam("state_workspace_id", type_=pg.UUID(as_uuid=True)),
         profile.c.id == sa.bindparam("state_profile_id", type_=pg.UUID(as_uuid=True)),
     )
+    prepared = Precompiled(stmt, dialect, {k: v for k, v in _STATE_RUNTIME.items()
+                                           if capped or k not in ("capped_offers", "periods")})
     # The entry holds the rule expressions themselves, so their ids in the key stay theirs.
-    _state_statements[key] = (stmt, tuple(rules.values()))
+    _state_statements[key] = (prepared, tuple(rules.values()))
     while len(_state_statements) > _STATE_CACHE_SIZE:
         _state_statements.popitem(last=False)
-    return stmt
+    return prepared
 
 
 async def profile_state(
@@ -123,77 +135,98 @@ async def profile_state(
     capped_offers: Sequence[uuid.UUID],
     periods: Sequence[str],
     last_order: bool,
+    purpose: str,
+    channel: str,
 ) -> dict[str, Any] | None:
     """Everything a decision needs about the person, in one round trip: traits, computed traits,
     recent behaviour, every candidate's eligibility (one column per rule), cap counters, the
-    latest model version, the catalog's version and (for complementary-item offers) the last
-    order's items."""
-    stmt = _state_statement(rules, bool(capped_offers), last_order)
-    params: dict[str, Any] = {"state_workspace_id": workspace_id, "state_profile_id": profile_id}
+    latest model version, the catalog's version, what the consent check for `purpose` on
+    `channel` reads and (for complementary-item offers) the last order's items."""
+    read = _state_statement(rules, bool(capped_offers), last_order, session.get_bind().dialect)
+    params: dict[str, Any] = {"state_workspace_id": workspace_id, "state_profile_id": profile_id,
+                              "check_purpose": purpose, "check_channel": channel}
     if capped_offers:
         params |= {"capped_offers": list(capped_offers), "periods": list(periods)}
-    row = (await session.execute(stmt, params)).mappings().first()
-    return dict(row) if row is not None else None
+    conn = await raw_connection(session)
+    row = await conn.fetchrow(read.sql, *read.args(params))
+    return dict(row.items()) if row is not None else None
 
 
-def _keys_param(keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> dict[str, Any]:
-    return {"cap_profiles": [k[0] for k in keys], "cap_offers": [k[1] for k in keys], "cap_periods": [k[2] for k in keys]}
-
-
-# The counters of a decision as three parallel arrays (one statement shape whatever their
-# number, so SQLAlchemy compiles each statement once).
-_cap_keys = sa.select(
-    sa.func.unnest(sa.bindparam("cap_profiles", type_=pg.ARRAY(pg.UUID(as_uuid=True)))).label("profile_id"),
-    sa.func.unnest(sa.bindparam("cap_offers", type_=pg.ARRAY(pg.UUID(as_uuid=True)))).label("offer_id"),
-    sa.func.unnest(sa.bindparam("cap_periods", type_=pg.ARRAY(sa.Text))).label("period"),
-).subquery("cap_keys")
-_create_counters = pg.insert(counter).from_select(
-    ["workspace_id", "profile_id", "offer_id", "period", "count"],
-    sa.select(sa.bindparam("cap_workspace_id", type_=pg.UUID(as_uuid=True)), _cap_keys.c.profile_id,
-              _cap_keys.c.offer_id, _cap_keys.c.period, sa.literal(0)),
-).on_conflict_do_nothing()
-_of_keys = sa.and_(
-    counter.c.workspace_id == sa.bindparam("cap_workspace_id", type_=pg.UUID(as_uuid=True)),
-    sa.tuple_(counter.c.profile_id, counter.c.offer_id, counter.c.period).in_(
-        sa.select(_cap_keys.c.profile_id, _cap_keys.c.offer_id, _cap_keys.c.period)),
+# A decision's writes, one statement: count the chosen offers' caps and store the decision
+# with its offers, or, when a cap filled since the profile read, change nothing but the
+# counters it could count (undone by `_uncount` below). Each counter is created at 1 or
+# counted up only while under its limit, by one INSERT .. ON CONFLICT DO UPDATE WHERE: the
+# row lock it takes is held to the end of the transaction, so 32 decisions racing for an offer
+# capped at 1 count it once. Counters are taken in key order, so two decisions never wait on
+# each other in a cycle. The ledger rows are written only when every counter was counted
+# (the CTEs see one snapshot, so `counted` is what this statement itself changed).
+_RECORD_DECISION = """
+WITH cap AS (
+    SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::int[]) AS k(profile_id, offer_id, period, cap_limit)
+), counted AS (
+    INSERT INTO offer_cap_counter AS c (workspace_id, profile_id, offer_id, period, count)
+    SELECT $1, profile_id, offer_id, period, 1 FROM cap ORDER BY profile_id, offer_id, period
+    ON CONFLICT (workspace_id, profile_id, offer_id, period) DO UPDATE SET count = c.count + 1
+    WHERE c.count < (SELECT cap.cap_limit FROM cap WHERE cap.profile_id = excluded.profile_id
+                     AND cap.offer_id = excluded.offer_id AND cap.period = excluded.period)
+    RETURNING c.profile_id, c.offer_id, c.period
+), complete AS (
+    SELECT (SELECT count(*) FROM counted) = cardinality($2::uuid[]) AS ok
+), ledger AS (
+    INSERT INTO decision (workspace_id, id, profile_id, placement, channel, context, offers, candidates, exclusions,
+                          consent, policy, features, model_version, control, fallback, created_at)
+    SELECT $1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
+    WHERE (SELECT ok FROM complete)
+), served AS (
+    INSERT INTO decision_offer (workspace_id, decision_id, offer_id, profile_id, rank, probability, propensity,
+                                score, created_at)
+    SELECT $1, $6, o.offer_id, $7, o.rank, o.probability, o.propensity, o.score, $20
+    FROM unnest($21::uuid[], $22::int[], $23::float8[], $24::float8[], $25::float8[])
+         AS o(offer_id, rank, probability, propensity, score)
+    WHERE (SELECT ok FROM complete)
 )
-_lock_counters = (
-    sa.select(counter.c.profile_id, counter.c.offer_id, counter.c.period, counter.c.count)
-    .where(_of_keys)
-    .order_by(counter.c.profile_id, counter.c.offer_id, counter.c.period)
-    .with_for_update(of=counter)
-)
-_increment_counters = sa.update(counter).where(_of_keys).values(count=counter.c.count + 1)
+SELECT (SELECT ok FROM complete) AS ok,
+       coalesce((SELECT array_agg(ARRAY[profile_id::text, offer_id::text, period]) FROM counted), '{}') AS counted
+"""
+_UNCOUNT = """
+UPDATE offer_cap_counter SET count = count - 1
+WHERE workspace_id = $1 AND (profile_id, offer_id, period) IN (
+    SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[]))
+"""
+
+CapKey = tuple[uuid.UUID, uuid.UUID, str]
 
 
-async def lock_counters(
-    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, uuid.UUID, str], int]:
-    """Create the counters that do not exist yet, then lock them all (in key order, so two
-    decisions never wait on each other in a cycle) and return their counts."""
-    ordered = sorted(set(keys), key=lambda k: (str(k[0]), str(k[1]), k[2]))
-    params = {"cap_workspace_id": workspace_id, **_keys_param(ordered)}
-    await session.execute(_create_counters, params)
-    rows = await session.execute(_lock_counters, params)
-    return {(r.profile_id, r.offer_id, r.period): r.count for r in rows}
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()  # the connection's jsonb codec takes JSON text
 
 
-async def increment_counters(
-    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
-) -> None:
-    if not keys:
-        return
-    await session.execute(_increment_counters, {"cap_workspace_id": workspace_id, **_keys_param(list(keys))})
-
-
-_insert_decision = sa.insert(Decision.__table__)  # built once (every decision writes one)
-_insert_decision_offer = sa.insert(DecisionOffer.__table__)
-
-
-async def insert_decision(session: AsyncSession, decision: dict[str, Any], offers: list[dict[str, Any]]) -> None:
-    await session.execute(_insert_decision, [decision])
-    if offers:  # executemany: one compiled statement whatever the number of offers
-        await session.execute(_insert_decision_offer, offers)
+async def record_decision(
+    session: AsyncSession, decision: dict[str, Any], offers: list[dict[str, Any]], caps: Sequence[tuple[CapKey, int]],
+) -> set[CapKey]:
+    """Count the caps (counter key, limit) of the chosen offers and store the decision and its
+    offers, in one round trip. Returns the keys whose cap was already full: then nothing of
+    the decision is stored and no counter is left changed (another choice has to be made)."""
+    conn = await raw_connection(session)
+    caps = sorted(dict(caps).items(), key=lambda c: (str(c[0][0]), str(c[0][1]), c[0][2]))
+    d = decision
+    row = await conn.fetchrow(
+        _RECORD_DECISION, d["workspace_id"],
+        [k[0] for k, _ in caps], [k[1] for k, _ in caps], [k[2] for k, _ in caps], [limit for _, limit in caps],
+        d["id"], d["profile_id"], d["placement"], d["channel"], _json(d["context"]), _json(d["offers"]),
+        _json(d["candidates"]), _json(d["exclusions"]), _json(d["consent"]), _json(d["policy"]), _json(d["features"]),
+        d["model_version"], d["control"], d["fallback"], d["created_at"],
+        [o["offer_id"] for o in offers], [o["rank"] for o in offers], [o["probability"] for o in offers],
+        [o["propensity"] for o in offers], [o["score"] for o in offers],
+    )
+    if row["ok"]:
+        return set()
+    counted = [(uuid.UUID(p), uuid.UUID(o), period) for p, o, period in row["counted"]]
+    if counted:
+        await conn.execute(_UNCOUNT, d["workspace_id"], [k[0] for k in counted], [k[1] for k in counted],
+                           [k[2] for k in counted])
+    done = set(counted)
+    return {k for k, _ in caps if k not in done}
 
 
 async def insert_decisions(session: AsyncSession, decisions: list[dict[str, Any]], offers: list[dict[str, Any]]) -> int:

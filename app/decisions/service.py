@@ -119,7 +119,7 @@ def _exclusion(offer: OfferView, reason: str, detail: str, **extra: Any) -> dict
 def _rule_columns(catalog: offer_catalog.Catalog, explain: bool) -> dict[str, Any]:
     """Eligibility as columns of the profile read: `r{i}` for offer i's rule and, with explain,
     `r{i}_{j}` for each of its nodes. The same dict objects for the same catalog, so the
-    statement built from them is reused (repository._state_statement)."""
+    statement built and compiled from them is reused (repository._state_statement)."""
     rules: dict[str, Any] = {}
     for i, rule in enumerate(catalog.rules):
         if rule is not None:
@@ -143,9 +143,11 @@ async def decide(
     state: dict[str, Any] | None = None
     for _ in range(3):  # a merged person or an edited catalog reads again (bounded: edits may go on)
         rules = _rule_columns(catalog, request.explain)
+        channel = catalog.placement.channel
         state = await repository.profile_state(
             session, workspace_id=workspace_id, profile_id=profile_id, rules=rules, capped_offers=catalog.capped,
             periods=sorted(set(periods.values())), last_order=catalog.has_complements,
+            purpose=decision_consent.purpose_for_channel(channel), channel=channel,
         )
         if state is None:
             raise NotFound(f"No profile with id {profile_id} in this workspace.", code="profile_not_found")
@@ -170,10 +172,9 @@ async def decide(
         else:
             live.append((i, o))
 
-    # Consent: one check for the channel; without it nothing is offered, not even the fallback.
-    consent = await decision_consent.check_channel(  # profile_id: read just above, merges followed
-        session, workspace_id=workspace_id, profile_id=profile_id, channel=placement.channel, at=now, resolved=True
-    )
+    # Consent: one check for the channel, from what the profile read returned (merges followed);
+    # without it nothing is offered, not even the fallback.
+    consent = decision_consent.from_state(state, profile_id=profile_id, channel=placement.channel, at=now)
     consent_records = [consent]
     counts: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
     for offer_id, everyone, period, n in state["counters"] or []:
@@ -234,53 +235,49 @@ async def decide(
         arms.append(policy.Arm(key=k, score=p * scale, propensity=p, scale=scale, priority=o.priority,
                                tiebreak=str(o.id), alpha=1.0 + p * max(n, 10.0), beta=1.0 + (1.0 - p) * max(n, 10.0)))
 
-    # Choose, then count the chosen offers' caps under row locks. A cap another decision filled
-    # meanwhile excludes that offer and the choice is made again over what is left, so the
-    # logged probabilities are those of the policy over the offers really available.
+    # Choose, then count the chosen offers' caps and store the decision in one statement. A cap
+    # another decision filled since the profile read excludes that offer and the choice is made
+    # again over what is left, so the logged probabilities are those of the policy over the
+    # offers really available.
+    decision_id = uuid7()
     while True:
         picks, control = policy.choose(arms, count, pol, rng)
-        keys = [(cap, key, limit) for pk in picks for cap, key, limit in _cap_keys(eligible[pk.key], profile_id, periods)]
-        if not keys:
+        chosen: list[dict[str, Any]] = []
+        for rank, pk in enumerate(picks, start=1):
+            o, s = eligible[pk.key], scored[pk.key]
+            content = dict(o.content)
+            if o.kind == "complementary_item":
+                content["item_id"] = complement
+            chosen.append({"offer_id": str(o.id), "name": o.name, "rank": rank, "score": s["score"],
+                           "propensity": s["propensity"], "value": o.value, "probability": pk.probability,
+                           "content": content})
+        fallback = False
+        if not chosen and not control and catalog.fallback is not None and consent["allowed"]:
+            o = catalog.fallback
+            fallback = True
+            chosen.append({"offer_id": str(o.id), "name": o.name, "rank": 1, "score": None, "propensity": None,
+                           "value": o.value, "probability": 1.0, "content": dict(o.content)})
+        pol_doc = {"exploration": pol.exploration, "epsilon": pol.epsilon, "control_share": pol.control_share,
+                   "control_mode": pol.control_mode, "count": count}
+        full = await repository.record_decision(
+            session,
+            {"workspace_id": workspace_id, "id": decision_id, "profile_id": profile_id, "placement": placement.name,
+             "channel": placement.channel, "context": request.context, "offers": chosen, "candidates": scored,
+             "exclusions": exclusions, "consent": consent_records, "policy": pol_doc, "features": features,
+             "model_version": model.version, "control": control, "fallback": fallback, "created_at": now},
+            [{"offer_id": uuid.UUID(c["offer_id"]), "rank": c["rank"], "probability": c["probability"],
+              "propensity": c["propensity"], "score": c["score"]} for c in chosen],
+            [(key, limit) for pk in picks for _, key, limit in _cap_keys(eligible[pk.key], profile_id, periods)],
+        )
+        if not full:
             break
-        locked = await repository.lock_counters(session, workspace_id, [key for _, key, _ in keys])
-        full_now = {key[1]: cap for cap, key, limit in keys if locked.get(key, 0) >= limit}
-        if not full_now:
-            await repository.increment_counters(session, workspace_id, [key for _, key, _ in keys])
-            break
-        for offer_id, cap in full_now.items():
+        filled = {key[1]: key for key in full}
+        for offer_id, key in filled.items():
             o = next(e for e in eligible if e.id == offer_id)
+            cap = next(c for c, k, _ in _cap_keys(o, profile_id, periods) if k == key)
             exclusions.append(_exclusion(o, "capped", f"The {cap} cap ({o.caps[cap]}) is reached.", cap=cap))
-        arms = [a for a in arms if eligible[a.key].id not in full_now]
+        arms = [a for a in arms if eligible[a.key].id not in filled]
 
-    chosen: list[dict[str, Any]] = []
-    for rank, pk in enumerate(picks, start=1):
-        o, s = eligible[pk.key], scored[pk.key]
-        content = dict(o.content)
-        if o.kind == "complementary_item":
-            content["item_id"] = complement
-        chosen.append({"offer_id": str(o.id), "name": o.name, "rank": rank, "score": s["score"],
-                       "propensity": s["propensity"], "value": o.value, "probability": pk.probability,
-                       "content": content})
-    fallback = False
-    if not chosen and not control and catalog.fallback is not None and consent["allowed"]:
-        o = catalog.fallback
-        fallback = True
-        chosen.append({"offer_id": str(o.id), "name": o.name, "rank": 1, "score": None, "propensity": None,
-                       "value": o.value, "probability": 1.0, "content": dict(o.content)})
-
-    decision_id = uuid7()
-    pol_doc = {"exploration": pol.exploration, "epsilon": pol.epsilon, "control_share": pol.control_share,
-               "control_mode": pol.control_mode, "count": count}
-    await repository.insert_decision(
-        session,
-        {"workspace_id": workspace_id, "id": decision_id, "profile_id": profile_id, "placement": placement.name,
-         "channel": placement.channel, "context": request.context, "offers": chosen, "candidates": scored,
-         "exclusions": exclusions, "consent": consent_records, "policy": pol_doc, "features": features,
-         "model_version": model.version, "control": control, "fallback": fallback, "created_at": now},
-        [{"workspace_id": workspace_id, "decision_id": decision_id, "offer_id": uuid.UUID(c["offer_id"]),
-          "profile_id": profile_id, "rank": c["rank"], "probability": c["probability"], "propensity": c["propensity"],
-          "score": c["score"], "created_at": now} for c in chosen],
-    )
     return DecisionPublic(
         decision_id=decision_id, profile_id=profile_id, placement=placement.name, channel=placement.channel,
         offers=[ChosenOffer.model_validate(c) for c in chosen], model_version=model.version, control=control,

@@ -12,6 +12,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.consent import repository as consent_repository
 from app.consent import service as consent_service
 from app.consent.models import CHANNELS
 from app.profiles.models import Profile
@@ -140,3 +141,35 @@ async def test_clause_in_a_where_counts_consenting_profiles(
         "email": "email_marketing", "sms": "sms_marketing", "direct_mail": "direct_mail", "push": "personalization",
         "web": "personalization", "ads": "advertising",
     }
+
+
+async def test_check_loaded_answers_as_check(client: httpx.AsyncClient, workspace: WorkspaceKeys, db) -> None:
+    """A decision reads the check's inputs with the person (`check_columns`) and answers with
+    `check_loaded`: the same answer as `check`, word for word, in every case of the scenario."""
+    p = await _scenario(client, workspace)
+    ws = uuid.UUID(workspace.workspace_id)
+    profile = Profile.__table__
+    columns = [expr.label(name) for name, expr in consent_repository.check_columns(profile).items()]
+    survivors = {name: uuid.UUID(pid) for name, pid in p.items() if name not in ("absorbed", "generous")}
+    times = [datetime(2026, 3, 15, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)]
+    statuses = set()
+    async with db.session() as session:
+        for at in times:
+            for purpose in (*PURPOSES, "no_such_purpose"):
+                for channel in CHANNELS:
+                    for name, pid in survivors.items():
+                        row = (await session.execute(
+                            sa.select(*columns).where(profile.c.workspace_id == ws, profile.c.id == pid),
+                            {"check_purpose": purpose, "check_channel": channel},
+                        )).mappings().one()
+                        loaded = consent_service.check_loaded(row, profile_id=pid, purpose=purpose, channel=channel,
+                                                              at=at)
+                        answer = await consent_service.check(session, workspace_id=ws, profile_id=pid,
+                                                             purpose=purpose, channel=channel, at=at)
+                        assert (loaded.allowed, loaded.status, loaded.reason, loaded.record_id, loaded.profile_id) == (
+                            answer.allowed, answer.status, answer.reason, answer.record_id, answer.profile_id,
+                        ), (name, purpose, channel, at)
+                        statuses.add(answer.status)
+    # Every kind of answer the scenario stages was compared.
+    assert {"granted", "withdrawn", "denied", "stale", "expired", "default_denied", "default_granted",
+            "unknown_purpose"} <= statuses

@@ -6,6 +6,11 @@ today" for an offer capped at 1 per day, and all return it."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+
+import sqlalchemy as sa
+
+from app.decisions.models import OfferCapCounter
 
 from tests.conftest import create_workspace_via_api, make_client
 from tests.decisions.helpers import offer, person, placement
@@ -31,3 +36,10 @@ async def test_32_simultaneous_decisions_serve_a_daily_capped_offer_once(committ
         assert served.count(capped["id"]) == 1
         assert served.count(total["id"]) == 3
         assert all(len(r) == 2 or capped["id"] not in r for r in results)
+        # The counters say what was served: a decision that lost the race left them as it found them.
+        async with committed_app.state.db.session() as session:
+            counts = dict((await session.execute(
+                sa.select(OfferCapCounter.offer_id, sa.func.sum(OfferCapCounter.count))
+                .where(OfferCapCounter.workspace_id == uuid.UUID(ws.workspace_id))
+                .group_by(OfferCapCounter.offer_id))).all())
+        assert counts == {uuid.UUID(capped["id"]): 1, uuid.UUID(total["id"]): 3}
