@@ -14,12 +14,17 @@ from fastapi.routing import APIRoute
 from app import api
 from app.core.config import Settings, get_settings
 from app.core.cors import PublicCorsMiddleware
-from app.core.docs import install_docs
 from app.core.db import Database, aresolve_database_url, create_engine
+from app.core.docs import install_docs
 from app.core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from app.core.guards import InputGuard, MethodGuard
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, DirectRoutes, RequestContextMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    DirectRoutes,
+    RequestContextMiddleware,
+)
+from app.decisions import router as decisions_router
 from app.ingest import router as ingest_router
 from app.ingest.schemas import EXTRA_SCHEMAS
 from app.ingest.throttle import IngestGate
@@ -97,7 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     tracking = ("track", "identify", "page", "screen", "group", "alias")
     app.add_middleware(MethodGuard)
     app.add_middleware(InputGuard, own_rules=["/v1/batch", "/v1/imports/", *(f"/v1/{t}" for t in tracking)])
-    app.add_middleware(DirectRoutes, routes={("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE)})
+    app.add_middleware(DirectRoutes, routes={
+        ("POST", "/v1/batch"): (ingest_router.direct_batch, ingest_router.BATCH_ROUTE),
+        ("POST", "/v1/decisions"): (decisions_router.direct_decision, decisions_router.DECISION_ROUTE),
+    })
     app.add_middleware(
         BodySizeLimitMiddleware,
         default=settings.max_body_bytes,

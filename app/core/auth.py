@@ -132,20 +132,30 @@ def basic_username(request: Request) -> str | None:
     return decoded.partition(":")[0] or None
 
 
+async def authorize(
+    request: Request, session: AsyncSession, scope: Scope, credentials: HTTPAuthorizationCredentials | None = None,
+) -> Principal:
+    """The secret key of the request, with `scope`, or a 401/403 problem. (Routes take it as a
+    dependency, `ReadPrincipal`...; a route served by core.middleware.DirectRoutes calls it.)"""
+    if credentials is None:
+        credentials = await _bearer(request)
+    token = _bearer_token(request, credentials)
+    if token is None:
+        raise Unauthorized("A secret key is required: `Authorization: Bearer <secret key>`.", headers=_BEARER_CHALLENGE)
+    if token.startswith(WRITE_KEY_PREFIX):
+        raise Forbidden("Write keys can only send data to the ingest endpoints; use a secret key.")
+    principal = await resolve_key(request, session, token)
+    if principal is None or principal.kind != "secret":
+        raise Unauthorized("The API key is unknown or revoked.", headers=_BEARER_CHALLENGE)
+    request.state.workspace_id = principal.workspace_id  # for the access log
+    if scope not in principal.scopes:
+        raise Forbidden(f"This key lacks the `{scope}` scope.")
+    return principal
+
+
 def require_scope(scope: Scope):
     async def dependency(request: Request, session: SessionDep, credentials: BearerCredentials) -> Principal:
-        token = _bearer_token(request, credentials)
-        if token is None:
-            raise Unauthorized("A secret key is required: `Authorization: Bearer <secret key>`.", headers=_BEARER_CHALLENGE)
-        if token.startswith(WRITE_KEY_PREFIX):
-            raise Forbidden("Write keys can only send data to the ingest endpoints; use a secret key.")
-        principal = await resolve_key(request, session, token)
-        if principal is None or principal.kind != "secret":
-            raise Unauthorized("The API key is unknown or revoked.", headers=_BEARER_CHALLENGE)
-        request.state.workspace_id = principal.workspace_id  # for the access log
-        if scope not in principal.scopes:
-            raise Forbidden(f"This key lacks the `{scope}` scope.")
-        return principal
+        return await authorize(request, session, scope, credentials)
 
     return dependency
 

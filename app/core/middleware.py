@@ -178,12 +178,13 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-DirectHandler = Callable[[Request], Awaitable[Response]]
+DirectHandler = Callable[[Request], Awaitable[Response | None]]
 
 
 class DirectRoutes:
     """Serve a few routes straight from their handler: `routes` maps (method, path) to the
-    handler (an async function of the request that returns the response) and the route that
+    handler (an async function of the request that returns the response, or None to leave
+    the request to the route, which then gets the body the handler read) and the route that
     declares it on the FastAPI router.
 
     On the ingest hot path FastAPI's own layers (exception middleware, router, per-request
@@ -212,7 +213,24 @@ class DirectRoutes:
             if on_error is None:
                 raise  # RequestContextMiddleware turns it into a 500 problem
             response = await on_error(request, exc)
+        if response is None:  # declined: the route answers it, with the body the handler read
+            del scope["route"], scope[ROUTE_PATH]
+            await self.app(scope, _replay_body(await request.body(), receive), send)
+            return
         await response(scope, receive, send)
+
+
+def _replay_body(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _exception_handler(handlers: Mapping[Any, Any], exc: Exception) -> Any:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.decisions import router as decisions_router
 from tests.conftest import WorkspaceKeys
 from tests.decisions.helpers import decide, offer, person, placement, send
 
@@ -240,3 +244,56 @@ async def test_workspace_isolation(client: httpx.AsyncClient, workspace: Workspa
     # A fallback from another workspace is refused.
     resp = await client.post("/v1/placements", headers=h, json={"name": "b2", "channel": "web", "fallback_offer_id": o["id"]})
     assert resp.status_code == 422
+
+
+async def test_served_directly_or_by_the_route_the_answer_is_the_same(
+    client: httpx.AsyncClient, workspace: WorkspaceKeys, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """POST /v1/decisions is served by its handler without FastAPI's router when the body is a
+    valid request (core.middleware.DirectRoutes); anything else is left to the route. Both
+    give the same decision, and the route still answers every bad body with its problem."""
+    pid = await person(client, workspace, "u1", plan="pro")
+    await offer(client, workspace, "a", value=2, eligibility={"trait": "plan", "op": "eq", "value": "pro"})
+    await offer(client, workspace, "b", value=1)
+    await placement(client, workspace, max_offers=2)
+    body = {"profile_id": pid, "placement": "banner", "explain": True, "explore": False}
+    served_directly = []
+    authorize = decisions_router.authorize  # the direct handler's; the route's goes through a dependency
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        served_directly.append(1)
+        return await authorize(*args, **kwargs)
+
+    monkeypatch.setattr(decisions_router, "authorize", counting)
+    direct = await client.post("/v1/decisions", json=body, headers=workspace.admin_headers)
+    assert served_directly == [1]
+    routed = await client.post("/v1/decisions", params={"via": "route"}, json=body, headers=workspace.admin_headers)
+    assert served_directly == [1]
+    assert direct.status_code == routed.status_code == 200, (direct.text, routed.text)
+    assert direct.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    a, b = direct.json(), routed.json()
+    assert a["decision_id"] != b["decision_id"]
+    for volatile in ("decision_id", "created_at"):
+        a.pop(volatile), b.pop(volatile)
+    assert a == b and [o["name"] for o in a["offers"]] == ["a", "b"]
+
+    bad = [
+        ({"placement": "banner"}, 422, "give exactly one of profile_id and identifier"),
+        ({"profile_id": pid, "placement": "banner", "count": 0}, 422, "count"),
+        ({"profile_id": pid, "placement": "banner", "colour": "red"}, 422, "colour"),
+        ({"profile_id": pid, "placement": "banner", "context": {"x": "a\u0000b"}}, 400, "NUL"),
+        ({"profile_id": "not-a-uuid", "placement": "banner"}, 422, "profile_id"),
+    ]
+    for payload, status, words in bad:
+        resp = await client.post("/v1/decisions", json=payload, headers=workspace.admin_headers)
+        assert resp.status_code == status, (payload, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert words in resp.text, (words, resp.text)
+    resp = await client.post("/v1/decisions", content=b'{"placement": ', headers={
+        **workspace.admin_headers, "content-type": "application/json"})
+    assert resp.status_code in (400, 422) and resp.headers["content-type"].startswith("application/problem+json")
+    # The key is checked either way: none, a write key, an unknown one.
+    for headers in ({}, {"Authorization": f"Bearer {workspace.write_key}"}, {"Authorization": "Bearer cl_sk_nope"}):
+        resp = await client.post("/v1/decisions", json=body, headers=headers)
+        assert resp.status_code in (401, 403), resp.text
+        assert resp.headers["content-type"].startswith("application/problem+json")
