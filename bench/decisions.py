@@ -14,7 +14,10 @@ GET /bench/profile/{id}, that does one primary-key lookup of a profile through t
 session machinery (the floor of any endpoint that reads a person). --clients concurrent
 clients (one HTTP/1.1 connection each) send requests for random profiles for --seconds,
 alternating the two endpoints for --rounds rounds. Reported: throughput and latency
-percentiles of each, and the decision's throughput as a share of the bare endpoint's.
+percentiles of each, the CPU time per request of the server, of PostgreSQL (its processes
+on this machine) and of the client (user + system, read from the operating system around
+each phase: what a request costs each of them, whatever bounds the throughput), and the
+decision's throughput as a share of the bare endpoint's.
 """
 
 import argparse
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,7 +162,7 @@ async def main_async(args: argparse.Namespace) -> None:
     port = args.port
     env = {**os.environ, "DATABASE_URL": url, "CLIENTELE_ADMIN_TOKEN": ADMIN, "CLIENTELE_ENV": "test",
            "CLIENTELE_CONSENT_SECRET": secrets.token_urlsafe(32),
-           "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_DB_POOL_SIZE": str(args.pool)}
+           "CLIENTELE_LOG_LEVEL": "WARNING", "CLIENTELE_DB_POOL_SIZE": str(args.pool or args.clients)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.decisions:bench_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--workers", str(args.workers)],
@@ -189,9 +193,35 @@ async def main_async(args: argparse.Namespace) -> None:
         await phase(base, args.clients, 3, decision)  # warm-up
         await phase(base, args.clients, 3, bare)
         results = {"bare": ([], 0, 0.0), "decision": ([], 0, 0.0)}
+        # CPU seconds per phase of the server (with its workers), of PostgreSQL (its processes on
+        # this machine, if any) and of this client process.
+        cpu = {name: {"server": 0.0, "postgres": 0.0, "client": 0.0} for name in ("bare", "decision")}
+        server = psutil.Process(proc.pid)
+
+        def cpu_now() -> dict[str, float]:
+            # A process that ended during the phase (a connection the pool closed) is counted in
+            # its parent's children times, so those are added too.
+            totals = {"server": 0.0, "postgres": 0.0, "client": 0.0}
+            groups = [("server", [server, *server.children(recursive=True)]), ("client", [psutil.Process()]),
+                      ("postgres", [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"])]
+            for group, processes in groups:
+                for p in processes:
+                    try:
+                        t = p.cpu_times()
+                        totals[group] += t.user + t.system
+                        if group == "postgres" and p.ppid() not in {q.pid for q in processes}:
+                            totals[group] += t.children_user + t.children_system
+                    except psutil.Error:
+                        pass
+            return totals
+
         for _ in range(args.rounds):
             for name, fn in (("bare", bare), ("decision", decision)):
+                before = cpu_now()
                 n, lat, errors = await phase(base, args.clients, args.seconds, fn)
+                after = cpu_now()
+                for group in after:
+                    cpu[name][group] += after[group] - before[group]
                 prev = results[name]
                 results[name] = (prev[0] + lat, prev[1] + errors, prev[2] + args.seconds)
     finally:
@@ -199,14 +229,17 @@ async def main_async(args: argparse.Namespace) -> None:
         proc.wait(timeout=20)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"{args.profiles} profiles, {args.offers} offers, {args.clients} clients, {args.workers} server worker(s), "
+          f"pool {args.pool or args.clients}, "
           f"{args.rounds} x {args.seconds:.0f} s per endpoint; set-up {setup_s:.0f} s; commit {commit}; "
           f"{platform.machine()}, {os.cpu_count()} cores")
-    print("| endpoint | requests/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| endpoint | requests/s | p50 ms | p95 ms | p99 ms | errors | CPU ms/request: server / PostgreSQL / client |")
+    print("|---|---|---|---|---|---|---|")
     rates = {}
     for name, (lat, errors, secs) in results.items():
         rates[name] = len(lat) / secs
-        print(f"| {name} | {rates[name]:.0f} | {pct(lat, 0.5):.1f} | {pct(lat, 0.95):.1f} | {pct(lat, 0.99):.1f} | {errors} |")
+        per = {group: 1000 * seconds / max(len(lat), 1) for group, seconds in cpu[name].items()}
+        print(f"| {name} | {rates[name]:.0f} | {pct(lat, 0.5):.1f} | {pct(lat, 0.95):.1f} | {pct(lat, 0.99):.1f} | {errors} "
+              f"| {per['server']:.2f} / {per['postgres']:.2f} / {per['client']:.2f} |")
     print(f"decision throughput / bare throughput = {rates['decision'] / rates['bare']:.2f}")
 
 
@@ -219,7 +252,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--pool", type=int, default=20)
+    ap.add_argument("--pool", type=int, default=None,
+                    help="the server's connection pool (default: one connection per client; with fewer, "
+                         "SQLAlchemy opens and closes overflow connections all the time, and each new one "
+                         "sets up its codecs and has PostgreSQL plan every statement afresh five times)")
     ap.add_argument("--port", type=int, default=8731)
     asyncio.run(main_async(ap.parse_args()))
 
