@@ -25,14 +25,17 @@ Pipeline
    symmetric: the score of (a, b) is the score of (b, a).
 4. **Learning**: a Fellegi-Sunter model, m = P(level | same person) and u = P(level |
    different people) per field, is fitted to the records themselves by expectation
-   maximisation over the compared pairs (no labels needed). u starts from random pairs
-   (exact agreement from the value frequencies), the hand-set values below act as a weak
-   prior so a small file still gets sensible weights, and reviewers' decisions on earlier
-   candidates (merged: one person, rejected: two) enter as labelled pairs.
+   maximisation over the compared pairs (no labels needed). u comes from random pairs; a
+   level adjusted by value frequencies (exact agreements, same address, postcode or street
+   line, same e-mail local key) takes its u from the value counts alone, so that its
+   evidence follows the file's size (see _random_pair_levels). The hand-set values below
+   act as a weak prior so a small file still gets sensible weights, and reviewers'
+   decisions on earlier candidates (merged: one person, rejected: two) enter as labelled
+   pairs. The prior is the learned share of *all* n(n-1)/2 pairs that are one person.
 5. **Scoring**: each level adds ``log2(m / u)`` bits, exact agreements are adjusted by the
-   value's frequency (sharing "Smith" is weaker evidence than sharing "Zebulon"), and the
-   bits plus the learned prior log-odds give the posterior probability that the pair is
-   one person: the score.
+   value's frequency (sharing "Smith" is weaker evidence than sharing "Zebulon"; in all,
+   ``log2(m / share of the value)``), and the bits plus the prior log-odds give the
+   posterior probability that the pair is one person: the score.
 """
 
 from __future__ import annotations
@@ -293,9 +296,9 @@ _COMPARISONS: tuple[_Comparison, ...] = (
     # implies a shared postcode), so scoring them apart would count one fact twice.
     _Comparison("location", tuple(
         _levels(0, (("same_address", 0.70, 1e-4, "address"), ("same_postcode", 0.06, 1e-3, "postcode"),
-                    ("same_address_other_postcode", 0.06, 1e-3, None), ("different", 0.18, 0.998, None)))
+                    ("same_address_other_postcode", 0.06, 1e-3, "street"), ("different", 0.18, 0.998, None)))
         + _levels(1, (("postcode_match", 0.85, 1e-3, "postcode"), ("postcode_different", 0.15, 0.999, None)))
-        + _levels(2, (("address_match", 0.80, 1e-3, None), ("address_different", 0.20, 0.999, None)))
+        + _levels(2, (("address_match", 0.80, 1e-3, "street"), ("address_different", 0.20, 0.999, None)))
     )),
     _Comparison("first_name", tuple(
         _levels(0, _FIRST_ROWS)
@@ -333,6 +336,9 @@ _COMPARISONS: tuple[_Comparison, ...] = (
     )))),
 )
 _HOUSEHOLD_LOCATIONS = frozenset({_COMPARISONS[LOCATION].index("same_address"), _COMPARISONS[LOCATION].index("address_match")})
+# The same postcode where only postcodes can be compared (a street line missing on one side):
+# the two may be one household, see _Comparer._name_tf.
+_POSTCODE_ONLY_MATCH = _COMPARISONS[LOCATION].index("postcode_match")
 _FIRST_GROUP_SIZE = len(_FIRST_ROWS)
 _LAST_GROUP_SIZE = len(_LAST_ROWS)
 
@@ -358,17 +364,15 @@ _WINDOW = 5
 _NAME_DERIVED_EMAIL_U = 0.2
 # Term frequencies: the share of records holding a value, smoothed towards the level's u0
 # with _TF_PSEUDO_COUNT pseudo-records (a small batch, where three of seven records sharing a
-# birthday says nothing, falls back to u0) and floored (one value seen once in a huge file
-# does not get unbounded weight).
+# birthday says nothing, falls back to u0). Not floored: a shared value is held by at least
+# the two records, so an exact agreement weighs at most log2(m * n / 2) bits, which grows with
+# the file as fast as the prior falls. (A fixed floor, 1e-5 for an address or a postcode, capped
+# that evidence while the prior kept falling: at 1M records it cost a unique address ~3 bits.)
 _TF_PSEUDO_COUNT = 1000.0
 _TF_PSEUDO_PAIRS = 100_000.0
-_TF_FLOOR: Mapping[str, float] = {
-    "first_name": 1e-4, "last_name": 1e-4, "birthdate": 1.0 / (365.25 * 70), "email": 1e-6, "email_key": 1e-5,
-    "phone": 1e-6, "address": 1e-5, "postcode": 1e-5, "city": 1e-4, "state": 1e-3, "address2": 1e-5,
-    "national_id": 1e-6,
-}
+_HOUSEHOLD_PSEUDO_PAIRS = 10.0
 _TF_U0: Mapping[str, float] = {
-    lv.tf: lv.u0 for c in _COMPARISONS for lv in c.levels if lv.tf is not None and lv.group == 0
+    lv.tf: lv.u0 for c in _COMPARISONS for lv in reversed(c.levels) if lv.tf is not None  # the first level's
 }
 # Swapped first/last names: log2 P(swap | same person); the swapped reading must beat the
 # straight one by this much before it is believed. Not learned: the name levels of the
@@ -447,6 +451,11 @@ def _features(r: PersonRecord) -> _Features:
         address2=normalize_address(r.address2),
         national_id=_alnum_upper(r.national_id),
     )
+
+
+def _street(f: _Features) -> str:
+    """The normalised street line with its house numbers, without the postcode."""
+    return f.address_key[len(f.postcode) + 1 :]
 
 
 def _block_keys(f: _Features) -> Iterable[tuple[str, ...]]:
@@ -553,6 +562,7 @@ class _Comparer:
             "phone": Counter(f.phone for f in features if f.phone),
             "postcode": Counter(f.postcode for f in features if f.postcode),
             "address": Counter(f.address_key for f in features if f.address_key),
+            "street": Counter(_street(f) for f in features if f.address_key),
             "city": Counter(f.city for f in features if f.city),
             "state": Counter(f.state for f in features if f.state),
             "address2": Counter(f.address2 for f in features if f.address2),
@@ -567,13 +577,23 @@ class _Comparer:
             u0 = _TF_U0[kind]
             self.u_exact[kind] = (same + _TF_PSEUDO_PAIRS * u0) / (holders * (holders - 1) + _TF_PSEUDO_PAIRS)
         self.u_exact["email_key"] = max(self.u_exact["email_key"], 1e-9)
+        # Of two records (with a postcode and a street line) sharing a postcode, the chance that
+        # they share the address too: how likely a shared postcode with a street line missing
+        # is one household. 0.1 (10 pseudo-pairs) until the records say otherwise.
+        both = [f for f in features if f.postcode and f.address_key]
+        same_address = sum(c * (c - 1) for c in Counter(f.address_key for f in both).values())
+        same_postcode = sum(c * (c - 1) for c in Counter(f.postcode for f in both).values())
+        self.household_given_postcode = (same_address + _HOUSEHOLD_PSEUDO_PAIRS * 0.1) / (same_postcode + _HOUSEHOLD_PSEUDO_PAIRS)
         self._name_cache: dict[tuple[Any, ...], tuple[tuple[tuple[int, int, float], ...], bool]] = {}
 
     def tf_bits(self, kind: str, count: int) -> float:
         """Adjustment of an exact agreement on a value held by ``count`` records: positive
         for a value rarer than the typical agreement, negative for a commoner one."""
-        share = max((count + _TF_PSEUDO_COUNT * _TF_U0[kind]) / (self.n + _TF_PSEUDO_COUNT), _TF_FLOOR[kind])
-        return math.log2(self.u_exact[kind] / share)
+        return math.log2(self.u_exact[kind] / self.share(kind, count))
+
+    def share(self, kind: str, count: int) -> float:
+        """The share of records holding a value held by ``count`` records (smoothed)."""
+        return (count + _TF_PSEUDO_COUNT * _TF_U0[kind]) / (self.n + _TF_PSEUDO_COUNT)
 
     def compare(self, a: _Features, b: _Features) -> tuple[list[int], list[float], bool]:
         # The hot loop (every blocked pair): level indices come from small dicts rather than
@@ -585,7 +605,8 @@ class _Comparer:
         location = self._location(a, b, tf)
         levels[LOCATION] = location
 
-        swapped = self._names(a, b, location in _HOUSEHOLD_LOCATIONS, levels, tf)
+        context = 1 if location in _HOUSEHOLD_LOCATIONS else 2 if location == _POSTCODE_ONLY_MATCH else 0
+        swapped = self._names(a, b, context, levels, tf)
 
         if a.birthdate and b.birthdate:
             level = _birthdate_level(a, b)
@@ -673,40 +694,55 @@ class _Comparer:
             if same_pc:
                 tf[LOCATION] = self.tf_bits("postcode", self.counts["postcode"][a.postcode])
                 return 1
-            return 2 if same_addr else 3
+            if same_addr:
+                tf[LOCATION] = self._street_tf(a, b)
+                return 2
+            return 3
         if has_pc:
             if same_pc:
                 tf[LOCATION] = self.tf_bits("postcode", self.counts["postcode"][a.postcode])
                 return 4
             return 5
         if has_addr:
-            return 6 if same_addr else 7
+            if same_addr:
+                tf[LOCATION] = self._street_tf(a, b)
+                return 6
+            return 7
         return _MISSING
 
-    def _names(self, a: _Features, b: _Features, household: bool, levels: list[int], tf: list[float]) -> bool:
-        """Set the first/last name levels; True when the swapped reading won.
+    def _street_tf(self, a: _Features, b: _Features) -> float:
+        """Frequency adjustment of the same street line without the same postcode ("12 high
+        st" is shared by every town's High Street): at least the two records compared."""
+        street = _street(a)
+        return self.tf_bits("street", max(self.counts["street"][street] if street == _street(b) else 0, 2))
 
-        The outcome depends only on the two records' names and ``household``, and names
+    def _names(self, a: _Features, b: _Features, context: int, levels: list[int], tf: list[float]) -> bool:
+        """Set the first/last name levels; True when the swapped reading won. ``context`` is 1
+        at one address (a household: the household levels), 2 at one postcode where only the
+        postcodes could be compared (perhaps one household, see _name_tf), else 0.
+
+        The outcome depends only on the two records' names and ``context``, and names
         repeat (Zipf-like in any real file), so it is memoised per comparer; the cache is
         emptied when it reaches _NAME_CACHE_SIZE entries, which bounds its memory."""
-        key = (a.first, a.first_tok, a.last, b.first, b.first_tok, b.last, household)
+        key = (a.first, a.first_tok, a.last, b.first, b.first_tok, b.last, context)
         cached = self._name_cache.get(key)
         if cached is None:
             if len(self._name_cache) >= _NAME_CACHE_SIZE:
                 self._name_cache.clear()
-            cached = self._name_cache[key] = self._compare_names(a, b, household)
+            cached = self._name_cache[key] = self._compare_names(a, b, context)
         best, swapped = cached
         for c, lv, w in best:
             levels[c], tf[c] = lv, w
         return swapped
 
-    def _compare_names(self, a: _Features, b: _Features, household: bool) -> tuple[tuple[tuple[int, int, float], ...], bool]:
-        group = 1 if household else 0
+    def _compare_names(self, a: _Features, b: _Features, context: int) -> tuple[tuple[tuple[int, int, float], ...], bool]:
+        group = 1 if context == 1 else 0
+        mixed = context == 2
         first = last = None
         if a.first_tok and b.first_tok:
-            first = self._first_name(a.first, a.first_tok, b.first, b.first_tok, group, crossed=False)
+            first = self._first_name(a.first, a.first_tok, b.first, b.first_tok, group, crossed=False, mixed=mixed)
         if a.last and b.last:
-            last = self._last_name(a.last, b.last, group, crossed=False)
+            last = self._last_name(a.last, b.last, group, crossed=False, mixed=mixed)
         straight = [x for x in (first, last) if x is not None]
         straight_bits = sum(_prior_bits(c, lv) for c, lv, _ in straight)
         best, swapped = straight, False
@@ -717,8 +753,8 @@ class _Comparer:
             readings = []
             for x, y in ((a, b), (b, a)):
                 reading = [
-                    self._first_name(x.first, x.first_tok, y.last, y.last, group, crossed=True),
-                    self._last_name(x.last, y.first.replace(" ", ""), group, crossed=True),
+                    self._first_name(x.first, x.first_tok, y.last, y.last, group, crossed=True, mixed=mixed),
+                    self._last_name(x.last, y.first.replace(" ", ""), group, crossed=True, mixed=mixed),
                 ]
                 bits = sum(_prior_bits(c, lv) for c, lv, _ in reading)
                 tf_bits = tuple(w for _, _, w in reading)
@@ -728,23 +764,36 @@ class _Comparer:
                 best, swapped = reading, True
         return tuple(best), swapped
 
-    def _first_name(self, a_full: str, a_tok: str, b_full: str, b_tok: str, group: int, crossed: bool) -> tuple[int, int, float]:
+    def _first_name(
+        self, a_full: str, a_tok: str, b_full: str, b_tok: str, group: int, crossed: bool, mixed: bool
+    ) -> tuple[int, int, float]:
         level = _FIRST_LEVEL_INDEX[_first_level(a_full, a_tok, b_full, b_tok)]
         w = 0.0
         if level == 0 and group == 0:
             c = self.counts
             count = max(c["first_name"][a_tok], c["last_name"][a_tok]) if crossed else c["first_name"][a_tok]
-            w = self.tf_bits("first_name", count)
+            w = self._name_tf("first_name", count, _FIRST_HOUSEHOLD_U["exact"] if mixed else None)
         return FIRST, level + group * _FIRST_GROUP_SIZE, w
 
-    def _last_name(self, a: str, b: str, group: int, crossed: bool) -> tuple[int, int, float]:
+    def _last_name(self, a: str, b: str, group: int, crossed: bool, mixed: bool) -> tuple[int, int, float]:
         level = _LAST_LEVEL_INDEX[_last_level(a, b)]
         w = 0.0
         if level == 0 and group == 0:
             c = self.counts
             count = max(c["last_name"][a], c["first_name"][a]) if crossed else c["last_name"][a]
-            w = self.tf_bits("last_name", count)
+            w = self._name_tf("last_name", count, _LAST_HOUSEHOLD_U["exact"] if mixed else None)
         return LAST, level + group * _LAST_GROUP_SIZE, w
+
+    def _name_tf(self, kind: str, count: int, household_u: float | None) -> float:
+        """Frequency adjustment of an exact name agreement. With ``household_u`` (one postcode,
+        a street line missing) the pair is one household with probability h, where relatives
+        share a surname (u = 0.6) far more often than the name's share says, so the chance that
+        two people agree is h * household_u + (1 - h) * share rather than the share alone."""
+        share = self.share(kind, count)
+        if household_u is not None:
+            h = self.household_given_postcode
+            share = h * household_u + (1.0 - h) * share
+        return math.log2(self.u_exact[kind] / share)
 
 
 _FIRST_LEVEL_INDEX = {name: i for i, (name, *_) in enumerate(_FIRST_ROWS)}
@@ -805,10 +854,13 @@ class _Model:
         prior_rate: float,
         all_pairs: float,
         compared_pairs: int,
+        u_fixed: list[np.ndarray] | None = None,
     ) -> None:
         """EM over ``levels`` (compared pairs x comparisons, -1 missing) for m and the match
         rate; u is what random pairs show (``u_random``, blended with the hand-set u0), as
-        strangers are what random pairs are. ``labels`` is 1/0 for a reviewer's decision,
+        strangers are what random pairs are; a level with a term-frequency table keeps the
+        u of ``u_fixed`` (from the value counts, NaN for the other levels), which its
+        frequency adjustment is relative to. ``labels`` is 1/0 for a reviewer's decision,
         NaN for a pair nobody looked at: a confirmed pair counts towards m as a certain
         match, a rejected one towards u (a stranger random pairs rarely show: same street,
         similar name). m is drawn towards the hand-set m0 by _PRIOR_STRENGTH pseudo-pairs;
@@ -826,11 +878,23 @@ class _Model:
         present = levels >= 0
         # Pairs reviewers rejected are strangers too (hard ones): they count towards u like random pairs.
         rejected = labels == 0
-        self.log_u = [
-            np.log2(self._normalise(c, _PRIOR_STRENGTH * u0[i] + u_random[i] + np.bincount(
-                levels[rejected & present[:, i], i], minlength=len(c.levels))))
-            for i, c in enumerate(_COMPARISONS)
-        ]
+        self.log_u = []
+        for i, c in enumerate(_COMPARISONS):
+            groups = np.array([lv.group for lv in c.levels])
+            pseudo = _PRIOR_STRENGTH * u0[i] + u_random[i]  # pseudo-pairs per level
+            mass = np.bincount(groups, weights=pseudo)[groups]
+            shares = pseudo / mass
+            if u_fixed is not None:
+                # Levels with a frequency table: u is the counts' (not blended with u0, which
+                # would pin it at the hand-set value in a large file); the others share the rest.
+                fixed = ~np.isnan(u_fixed[i])
+                for g in np.unique(groups[fixed]):
+                    in_g, fix_g = groups == g, fixed & (groups == g)
+                    free_g = in_g & ~fixed
+                    shares[free_g] *= max(1.0 - u_fixed[i][fix_g].sum(), 0.0) / shares[free_g].sum()
+                    shares[fix_g] = u_fixed[i][fix_g]
+            rejected_counts = np.bincount(levels[rejected & present[:, i], i], minlength=len(c.levels))
+            self.log_u.append(np.log2(self._normalise(c, shares * mass + rejected_counts)))
         self.match_rate = prior_rate
         width = max(len(c.levels) for c in _COMPARISONS) + 1
         idx = np.where(levels < 0, width - 1, levels).astype(np.intp)
@@ -1072,7 +1136,7 @@ def find_candidates(
     # The hand-set model's prior: r*n true pairs among all n(n-1)/2 (m0/u0 describe random pairs).
     model.match_rate = min(2.0 * expected_duplicate_rate / max(n - 1, 1), 0.5)
     if learn and k:
-        u_random, random_counts = _random_pair_levels(features, comparer)
+        u_random, random_counts, u_fixed = _random_pair_levels(features, comparer)
         model.random_pairs = int(max(random_counts))
         start = _scores(model, levels, offsets)
         decided = [(lv, d.same_person) for d in decisions if (lv := _decision_levels(d.evidence)) is not None]
@@ -1080,6 +1144,10 @@ def find_candidates(
         if k > _EM_MAX_PAIRS:
             sample = np.random.default_rng(0).choice(k, _EM_MAX_PAIRS, replace=False)
             fit_levels, fit_offsets, fit_start = levels[sample], offsets[sample], start[sample]
+        # EM's sums in an order that depends on the pairs' contents only, so that the model (to
+        # the last bit) does not depend on the records' order.
+        canonical = np.lexsort((fit_offsets, *fit_levels.T))
+        fit_levels, fit_offsets, fit_start = fit_levels[canonical], fit_offsets[canonical], fit_start[canonical]
         fit_labels = np.full(len(fit_levels), np.nan)
         if decided:
             fit_levels = np.vstack([fit_levels, np.array([lv for lv, _ in decided], dtype=np.int8)])
@@ -1087,7 +1155,7 @@ def find_candidates(
             fit_start = np.concatenate([fit_start, np.zeros(len(decided))])
             fit_labels = np.concatenate([fit_labels, np.array([1.0 if same else 0.0 for _, same in decided])])
         model.fit(fit_levels, fit_offsets, fit_labels, fit_start, u_random, random_counts, model.match_rate,
-                  all_pairs=n * (n - 1) / 2, compared_pairs=k)
+                  all_pairs=n * (n - 1) / 2, compared_pairs=k, u_fixed=u_fixed)
 
     bits = _total_bits(model, levels, offsets)
     scores = 1.0 / (1.0 + np.exp2(-np.clip(bits, -60.0, 60.0)))
@@ -1119,12 +1187,20 @@ def _content_key(f: _Features) -> tuple[str, ...]:
             f.address2, f.national_id)
 
 
-def _random_pair_levels(features: Sequence[_Features], comparer: _Comparer) -> tuple[list[np.ndarray], list[float]]:
-    """Levels among random pairs (u as strangers show it) as pseudo-pairs per comparison
-    (at most _RANDOM_PAIR_STRENGTH per group), and how many random pairs had the field. Exact agreements on a counted field
-    take the exact share from the value frequencies instead of the sample: a sample of
+def _random_pair_levels(
+    features: Sequence[_Features], comparer: _Comparer
+) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
+    """Levels among random pairs (u as strangers show it) as pseudo-pairs per comparison (at
+    most _RANDOM_PAIR_STRENGTH per group), how many random pairs had the field, and the u
+    that the value frequencies fix (NaN for a level they do not).
+
+    A level adjusted by term frequencies (an exact agreement, the same address or postcode,
+    the same e-mail local key) takes its u from the value counts, not from the sample: the
+    chance that two random records share a value (sum of squared value shares). A sample of
     thousands of pairs hardly ever sees two people at one address, while the address counts
-    see every household."""
+    see every household; and it is this u that the level's frequency adjustment is relative
+    to, so that the pair's evidence is log2(m / share of the shared value) whatever the
+    file's size (``_Model.fit`` keeps it rather than blending it with the hand-set u0)."""
     n = len(features)
     # Reproducible: the same people learn the same model, whatever their ids or order (the
     # sample is drawn from the records sorted by content, with a fixed seed).
@@ -1141,28 +1217,26 @@ def _random_pair_levels(features: Sequence[_Features], comparer: _Comparer) -> t
         for c, level in enumerate(lv):
             if level != _MISSING:
                 counts[c][level] += 1
-    pseudo, seen = [], []
+    pseudo, seen, fixed = [], [], []
     for c, comp in enumerate(_COMPARISONS):
         groups = np.array([lv.group for lv in comp.levels])
         group_totals = np.bincount(groups, weights=counts[c], minlength=groups.max() + 1)
         shares = np.divide(counts[c], group_totals[groups], out=np.zeros(len(comp.levels)), where=group_totals[groups] > 0)
+        pinned = np.array([comparer.u_exact[lv.tf] if lv.tf is not None else np.nan for lv in comp.levels])
         for g in range(len(group_totals)):
             if not group_totals[g]:
                 continue
-            # (Same postcode but another house is not an exact agreement on the postcode's value alone.)
-            exact = [j for j, lv in enumerate(comp.levels) if lv.group == g and lv.tf is not None
-                     and lv.name in ("exact", "same_address", "postcode_match")]
-            rest = [j for j, lv in enumerate(comp.levels) if lv.group == g and j not in exact]
-            exact_share = sum(comparer.u_exact[comp.levels[j].tf] for j in exact)  # type: ignore[index]
+            tf_levels = [j for j, lv in enumerate(comp.levels) if lv.group == g and lv.tf is not None]
+            rest = [j for j, lv in enumerate(comp.levels) if lv.group == g and j not in tf_levels]
             rest_share = shares[rest].sum()
-            for j in exact:
-                shares[j] = comparer.u_exact[comp.levels[j].tf]  # type: ignore[index]
+            shares[tf_levels] = pinned[tf_levels]
             if rest_share > 0:
-                shares[rest] *= (1.0 - exact_share) / rest_share
+                shares[rest] *= max(1.0 - pinned[tf_levels].sum(), 0.0) / rest_share
         # As pseudo-pairs: a group the sample saw often speaks louder than the prior.
         pseudo.append(shares * np.minimum(group_totals[groups], _RANDOM_PAIR_STRENGTH))
         seen.append(float(counts[c].sum()))
-    return pseudo, seen
+        fixed.append(pinned)
+    return pseudo, seen, fixed
 
 
 def evaluate(

@@ -103,6 +103,39 @@ def test_missing_fields_are_neutral() -> None:
     assert full > no_birthdate > wrong_birthdate  # missing is between agreeing and disagreeing
 
 
+def _people_seen_twice(count: int) -> list[PersonRecord]:
+    """``count`` people, each with a postcode and a surname nobody else has, entered twice
+    (the second time with a typo in the first name and without the street line)."""
+    rng = random.Random(5)
+
+    def word(k: int) -> str:
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(k))
+
+    records = []
+    for i in range(count):
+        first, last = word(6).title(), word(8).title()
+        postcode = f"{word(2).upper()}{i % 90 + 10} {i % 9}{word(2).upper()}"
+        records.append(PersonRecord(f"p{i:06d}a", first, last, postcode=postcode))
+        records.append(PersonRecord(f"p{i:06d}b", first[:2] + first[3:], last, postcode=postcode))
+    return records
+
+
+def test_the_evidence_of_rare_values_keeps_up_with_the_prior_as_the_file_grows() -> None:
+    # The prior is the share of all pairs that are one person: a hundred times as many people
+    # (each once duplicated) make it ~6.6 bits smaller. Sharing a postcode and a surname that
+    # nobody else has is, in the larger file, a hundred times rarer for two strangers; the
+    # pair's evidence must grow with it, so that the same pair does not lose its score because
+    # unrelated people were added (before: the u of an exact agreement stayed near the hand-set
+    # u0 and frequencies were floored, so total bits fell by ~1.8 here and ~8 bits at 1M).
+    pair = ("p000000a", "p000000b")
+    small, large = (find_candidates(_people_seen_twice(n), min_score=0.0) for n in (200, 20_000))
+    before, after = (next(p for p in r.pairs if (p.left_id, p.right_id) == pair) for r in (small, large))
+    assert after.evidence["prior_bits"] < before.evidence["prior_bits"] - 5
+    assert after.evidence["location_bits"] > before.evidence["location_bits"] + 4  # log2(m / share): share is 1/100
+    assert after.evidence["total_bits"] >= before.evidence["total_bits"]
+    assert after.score >= before.score
+
+
 def test_empty_and_tiny_inputs() -> None:
     assert find_candidates([]) == DedupResult(pairs=[], compared_pairs=0, skipped_blocks=0)
     assert find_candidates([JON]).compared_pairs == 0
