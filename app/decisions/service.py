@@ -143,7 +143,7 @@ async def decide(
     state: dict[str, Any] | None = None
     for _ in range(3):  # a merged person or an edited catalog reads again (bounded: edits may go on)
         rules = _rule_columns(catalog, request.explain)
-        channel = catalog.placement.channel
+        channel = catalog.placement.channel  # the reloaded catalog's, should it have changed
         state = await repository.profile_state(
             session, workspace_id=workspace_id, profile_id=profile_id, rules=rules, capped_offers=catalog.capped,
             periods=sorted(set(periods.values())), last_order=catalog.has_complements,
@@ -240,6 +240,8 @@ async def decide(
     # again over what is left, so the logged probabilities are those of the policy over the
     # offers really available.
     decision_id = uuid7()
+    pol_doc = {"exploration": pol.exploration, "epsilon": pol.epsilon, "control_share": pol.control_share,
+               "control_mode": pol.control_mode, "count": count}
     while True:
         picks, control = policy.choose(arms, count, pol, rng)
         chosen: list[dict[str, Any]] = []
@@ -257,8 +259,6 @@ async def decide(
             fallback = True
             chosen.append({"offer_id": str(o.id), "name": o.name, "rank": 1, "score": None, "propensity": None,
                            "value": o.value, "probability": 1.0, "content": dict(o.content)})
-        pol_doc = {"exploration": pol.exploration, "epsilon": pol.epsilon, "control_share": pol.control_share,
-                   "control_mode": pol.control_mode, "count": count}
         full = await repository.record_decision(
             session,
             {"workspace_id": workspace_id, "id": decision_id, "profile_id": profile_id, "placement": placement.name,
